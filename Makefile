@@ -1,0 +1,53 @@
+# The two set-up commands are `make run` and `make test`; both build the environment from
+# uv.lock first. Everything else here is a convenience for people working on the pipeline.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.synced-$(shell cat uv.lock pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: help install run test lint ui data clean
+
+help:
+	@echo "make run    install from uv.lock, simulate default data if needed, dvc repro, summary"
+	@echo "make test   install from uv.lock and run the test suite"
+	@echo "make ui     open the MLflow UI on the embedded store (http://127.0.0.1:5000)"
+	@echo "make lint   ruff"
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(STAMP): uv.lock pyproject.toml | $(UV)
+	rm -f $(VENV)/.synced-*
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked --python $(PYTHON)
+	touch $@
+
+install: $(STAMP)
+
+data: install
+	$(BIN)/python -m pipelines.simulate --if-empty
+
+run: data
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	$(BIN)/dvc push --quiet
+	$(BIN)/python -m pipelines.summary
+
+test: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+ui: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db --host 127.0.0.1 --port 5000
+
+clean:
+	rm -rf $(VENV) $(TOOLS)
