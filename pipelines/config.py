@@ -1,0 +1,171 @@
+"""Typed models of ``params.yaml``.
+
+Each stage reads only its own section. Every model forbids unknown keys, so a typo fails
+before any work starts, and the error names the key at fault.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipelines import paths
+from pipelines.errors import PipelineError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(Section):
+    source: str = Field(description="A file, a folder of partitions, or s3://bucket/prefix")
+    target: str = Field(min_length=1, description="Label column")
+    positive_label: int | float | str | bool = Field(description="Value of the positive class")
+
+    @field_validator("source")
+    @classmethod
+    def _source_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must name a file, a folder or an s3:// prefix")
+        return value
+
+
+class SimulateParams(Section):
+    n_days: int = Field(ge=1)
+    rows_per_day: int = Field(ge=10)
+    fraud_rate: float = Field(gt=0, lt=0.5)
+    signal_strength: float = Field(gt=0, description="How sharply features separate fraud")
+    dirt_rate: float = Field(ge=0, lt=0.2, description="Share of rows given realistic defects")
+    drift_per_day: float = Field(ge=0, le=1)
+    file_format: Literal["parquet", "csv"]
+
+
+class IngestParams(Section):
+    file_format: Literal["auto", "csv", "parquet"]
+
+
+class ValidateParams(Section):
+    max_categories: int = Field(ge=2, description="More distinct strings than this: not a feature")
+    min_rows: int = Field(ge=1)
+    null_policy: Literal["impute", "drop"]
+    out_of_range_policy: Literal["clip", "drop"]
+    unseen_category_policy: Literal["unknown", "drop"]
+    range_margin: float = Field(ge=0, description="Inferred ranges widen by this share of span")
+
+
+class SplitParams(Section):
+    method: Literal["stratified", "out_of_time"]
+    val_size: float = Field(gt=0, lt=0.5)
+    test_size: float = Field(gt=0, lt=0.5)
+    time_column: str | None = Field(description="out_of_time: null means the schema's timestamp")
+    group_column: str | None = Field(description="stratified: no group spans two splits")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SplitParams:
+        if self.val_size + self.test_size >= 0.8:
+            raise ValueError("val_size + test_size must leave at least 20% for training")
+        if self.method == "out_of_time" and self.group_column:
+            raise ValueError("group_column applies to method 'stratified' only")
+        return self
+
+
+class RebalanceParams(Section):
+    strategy: Literal[
+        "none",
+        "class_weight",
+        "smote",
+        "smote_nc",
+        "borderline_smote",
+        "adasyn",
+        "random_under",
+        "smote_tomek",
+        "smote_enn",
+    ]
+    sampling_ratio: float = Field(
+        gt=0, le=1, description="Minority/majority ratio after resampling"
+    )
+    k_neighbors: int = Field(ge=1)
+    small_minority: Literal["reduce_k", "fail"] = Field(
+        description="When positives <= k_neighbors: lower k with a warning, or stop"
+    )
+
+
+class AugmentParams(Section):
+    methods: list[Literal["gaussian", "mixup", "swap"]]
+    fraction: float = Field(
+        ge=0, le=5, description="Rows added per method, as a share of train rows"
+    )
+    noise_scale: float = Field(
+        ge=0, description="gaussian: noise std as a share of each feature's std"
+    )
+    mixup_alpha: float = Field(gt=0, description="mixup: Beta(alpha, alpha) mixing weight")
+    swap_probability: float = Field(ge=0, le=1, description="swap: chance each feature is swapped")
+    exclude: list[str] = Field(description="Features never perturbed")
+
+
+class TrainParams(Section):
+    strategy: Literal["auto", "mirrored", "default"]
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1, description="Per replica; global = this x replicas")
+    learning_rate: float = Field(gt=0)
+    hidden_units: list[int] = Field(min_length=1)
+    dropout: float = Field(ge=0, lt=1)
+    early_stopping_patience: int = Field(ge=1)
+
+
+class EvaluateParams(Section):
+    calibration_bins: int = Field(ge=2)
+
+
+class QuantizeParams(Section):
+    max_pr_auc_drop: float = Field(ge=0, le=1)
+
+
+class RegisterParams(Section):
+    model_name: str = Field(min_length=1)
+    experiment_name: str = Field(min_length=1)
+    min_delta: float = Field(ge=0, description="PR-AUC gain needed to replace the champion")
+    min_pr_auc: float = Field(ge=0, le=1, description="Floor for the very first champion")
+
+
+class Params(Section):
+    seed: int
+    data: DataParams
+    simulate: SimulateParams
+    ingest: IngestParams
+    validate_: ValidateParams = Field(alias="validate")
+    split: SplitParams
+    rebalance: RebalanceParams
+    augment: AugmentParams
+    train: TrainParams
+    evaluate: EvaluateParams
+    quantize: QuantizeParams
+    register_: RegisterParams = Field(alias="register")
+
+
+def _describe(error: ValidationError, source: Path) -> str:
+    problems = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "<root>"
+        reason = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        problems.append(f"{key}: {reason}")
+    return f"{source}: invalid params: " + "; ".join(problems)
+
+
+def load_params(path: Path = paths.PARAMS) -> Params:
+    """Read and validate the whole params file; raise PipelineError naming each bad key."""
+    if not path.exists():
+        raise PipelineError(f"{path}: params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from exc
+    if not isinstance(raw, dict):
+        raise PipelineError(f"{path}: expected a mapping of sections")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise PipelineError(_describe(exc, path)) from exc

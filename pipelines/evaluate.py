@@ -1,0 +1,197 @@
+"""Evaluate: honest metrics of the trained model on the untouched test split.
+
+The decision threshold is chosen on the validation split (the F1-maximising one) and only
+then applied to test. Writes test metrics (PR-AUC first), curves as DVC plots files, and
+PNG plots for MLflow.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics
+
+from pipelines import paths
+from pipelines.config import EvaluateParams, load_params
+from pipelines.features import FeatureTransform
+from pipelines.io import atomic_dir, read_csv, read_parquet, write_csv_atomic, write_json_atomic
+from pipelines.schema import load_schema, schema_path
+from pipelines.stage import run_stage
+from pipelines.tf_runtime import load_keras_model, predict_proba
+
+log = logging.getLogger(__name__)
+
+MAX_CURVE_POINTS = 400
+
+
+def best_f1_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The score threshold that maximises F1 on the given (validation) data."""
+    precision, recall, thresholds = metrics.precision_recall_curve(labels, scores)
+    f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
+    return float(thresholds[int(np.argmax(f1))])
+
+
+def expected_calibration_error(labels: np.ndarray, scores: np.ndarray, bins: int) -> float:
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(scores, edges[1:-1]), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        in_bin = which == b
+        if in_bin.any():
+            total += in_bin.mean() * abs(scores[in_bin].mean() - labels[in_bin].mean())
+    return float(total)
+
+
+def metrics_at_threshold(
+    labels: np.ndarray, scores: np.ndarray, threshold: float, bins: int
+) -> dict:
+    predicted = (scores >= threshold).astype(int)
+    tn, fp, fn, tp = metrics.confusion_matrix(labels, predicted, labels=[0, 1]).ravel()
+    return {
+        "pr_auc": float(metrics.average_precision_score(labels, scores)),
+        "roc_auc": float(metrics.roc_auc_score(labels, scores)),
+        "f1": float(metrics.f1_score(labels, predicted, zero_division=0)),
+        "precision": float(metrics.precision_score(labels, predicted, zero_division=0)),
+        "recall": float(metrics.recall_score(labels, predicted, zero_division=0)),
+        "brier": float(metrics.brier_score_loss(labels, scores)),
+        "ece": expected_calibration_error(labels, scores, bins),
+        "threshold": threshold,
+        "true_positives": int(tp),
+        "false_positives": int(fp),
+        "true_negatives": int(tn),
+        "false_negatives": int(fn),
+        "test_rows": int(len(labels)),
+        "test_positives": int(labels.sum()),
+    }
+
+
+def curves(
+    labels: np.ndarray, scores: np.ndarray, threshold: float, bins: int
+) -> dict[str, pd.DataFrame]:
+    precision, recall, _ = metrics.precision_recall_curve(labels, scores)
+    fpr, tpr, _ = metrics.roc_curve(labels, scores)
+    observed, predicted = _calibration(labels, scores, bins)
+    return {
+        "pr": _thin(pd.DataFrame({"recall": recall, "precision": precision})),
+        "roc": _thin(pd.DataFrame({"fpr": fpr, "tpr": tpr})),
+        "confusion": pd.DataFrame(
+            {"actual": labels.astype(int), "predicted": (scores >= threshold).astype(int)}
+        ),
+        "calibration": pd.DataFrame({"mean_predicted": predicted, "fraction_positive": observed}),
+    }
+
+
+def _calibration(
+    labels: np.ndarray, scores: np.ndarray, bins: int
+) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.calibration import calibration_curve
+
+    return calibration_curve(labels, scores, n_bins=bins, strategy="quantile")
+
+
+def _thin(curve: pd.DataFrame) -> pd.DataFrame:
+    if len(curve) <= MAX_CURVE_POINTS:
+        return curve
+    keep = np.unique(np.linspace(0, len(curve) - 1, MAX_CURVE_POINTS).astype(int))
+    return curve.iloc[keep].reset_index(drop=True)
+
+
+def render_plots(tables: dict[str, pd.DataFrame], history: pd.DataFrame, report: dict, out) -> None:
+    """PNG versions of every plot, for MLflow and for people without `dvc plots`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def save(fig, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(out / f"{name}.png", dpi=100)
+        plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(tables["pr"]["recall"], tables["pr"]["precision"])
+    ax.set(xlabel="recall", ylabel="precision", title=f"PR curve (AP {report['pr_auc']:.3f})")
+    save(fig, "pr_curve")
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(tables["roc"]["fpr"], tables["roc"]["tpr"])
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey")
+    ax.set(
+        xlabel="false positive rate",
+        ylabel="true positive rate",
+        title=f"ROC curve (AUC {report['roc_auc']:.3f})",
+    )
+    save(fig, "roc_curve")
+    fig, ax = plt.subplots(figsize=(4, 4))
+    matrix = np.array(
+        [
+            [report["true_negatives"], report["false_positives"]],
+            [report["false_negatives"], report["true_positives"]],
+        ]
+    )
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(j, i, str(value), ha="center", va="center")
+    ax.set(
+        xticks=[0, 1],
+        yticks=[0, 1],
+        xlabel="predicted",
+        ylabel="actual",
+        title=f"confusion @ {report['threshold']:.3f}",
+    )
+    save(fig, "confusion_matrix")
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(
+        tables["calibration"]["mean_predicted"],
+        tables["calibration"]["fraction_positive"],
+        marker="o",
+    )
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey")
+    ax.set(
+        xlabel="mean predicted",
+        ylabel="fraction positive",
+        title=f"calibration (ECE {report['ece']:.3f})",
+    )
+    save(fig, "calibration")
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, metric in zip(axes, ("loss", "pr_auc"), strict=True):
+        for column, label in ((metric, "train (resampled)"), (f"val_{metric}", "validation")):
+            if column in history:
+                ax.plot(history["epoch"], history[column], label=label)
+        ax.set(xlabel="epoch", title=metric)
+        ax.legend()
+    save(fig, "training_curves")
+
+
+def main() -> None:
+    params = load_params()
+    cfg: EvaluateParams = params.evaluate
+    schema = load_schema(schema_path(params.data))
+    model = load_keras_model(paths.KERAS_MODEL)
+    transform = FeatureTransform.load(paths.FEATURE_TRANSFORM)
+    val, test = read_parquet(paths.SPLIT_VAL), read_parquet(paths.SPLIT_TEST)
+    val_scores = predict_proba(model, transform.transform(val))
+    threshold = best_f1_threshold(val[schema.target].to_numpy(), val_scores)
+    labels = test[schema.target].to_numpy()
+    scores = predict_proba(model, transform.transform(test))
+    report = metrics_at_threshold(labels, scores, threshold, cfg.calibration_bins)
+    tables = curves(labels, scores, threshold, cfg.calibration_bins)
+    write_csv_atomic(tables["pr"], paths.PR_CURVE)
+    write_csv_atomic(tables["roc"], paths.ROC_CURVE)
+    write_csv_atomic(tables["confusion"], paths.CONFUSION)
+    write_csv_atomic(tables["calibration"], paths.CALIBRATION)
+    with atomic_dir(paths.PLOT_IMAGES) as out:
+        render_plots(tables, read_csv(paths.TRAINING_HISTORY), report, out)
+    write_json_atomic(report, paths.EVALUATE_METRICS)
+    log.info(
+        "test PR-AUC %.4f, ROC-AUC %.4f, F1 %.4f at threshold %.4f (chosen on validation)",
+        report["pr_auc"],
+        report["roc_auc"],
+        report["f1"],
+        threshold,
+    )
+
+
+if __name__ == "__main__":
+    run_stage("evaluate", main)

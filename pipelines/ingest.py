@@ -1,0 +1,158 @@
+"""Ingest: read the source (file, folder of partitions, or s3:// prefix) and snapshot it.
+
+CSV and Parquet are read; partitions may list their columns in any order but must share
+one column set. The snapshot is a single Parquet file, the versioned raw input of the run.
+S3 uses boto3's standard credential chain; ``AWS_ENDPOINT_URL`` selects an S3-compatible
+store.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import pandas as pd
+import pyarrow
+
+from pipelines import paths
+from pipelines.config import DataParams, IngestParams, load_params
+from pipelines.errors import PipelineError
+from pipelines.io import write_json_atomic, write_parquet_atomic
+from pipelines.stage import run_stage
+
+log = logging.getLogger(__name__)
+
+READABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    name: str
+    payload: bytes
+
+
+def list_source_files(source: str, file_format: str) -> list[SourceFile]:
+    """Every readable file under ``source``, sorted by name so the snapshot is deterministic."""
+    if source.startswith("s3://"):
+        return _s3_files(source, file_format)
+    path = Path(source)
+    if not path.exists():
+        raise PipelineError(f"data.source: {source} does not exist")
+    if path.is_file():
+        return [SourceFile(str(path), path.read_bytes())]
+    found = sorted(p for p in path.rglob("*") if p.is_file() and _wanted(p.name, file_format))
+    if not found:
+        raise PipelineError(f"data.source: {source} holds no CSV or Parquet files")
+    return [SourceFile(str(p), p.read_bytes()) for p in found]
+
+
+def _wanted(name: str, file_format: str) -> bool:
+    if PurePosixPath(name).name.startswith((".", "_")):
+        return False
+    suffix_format = READABLE_SUFFIXES.get(PurePosixPath(name).suffix.lower())
+    return suffix_format is not None and file_format in ("auto", suffix_format)
+
+
+def _s3_files(source: str, file_format: str) -> list[SourceFile]:
+    import boto3  # imported lazily: only s3:// sources need it
+
+    bucket, _, prefix = source.removeprefix("s3://").partition("/")
+    if not bucket:
+        raise PipelineError(f"data.source: {source} names no bucket")
+    client = boto3.client("s3")
+    keys = []
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            keys += [
+                obj["Key"] for obj in page.get("Contents", []) if _wanted(obj["Key"], file_format)
+            ]
+        if not keys:
+            raise PipelineError(f"data.source: {source} holds no CSV or Parquet objects")
+        return [
+            SourceFile(
+                f"s3://{bucket}/{key}", client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            )
+            for key in sorted(keys)
+        ]
+    except PipelineError:
+        raise
+    except Exception as exc:  # botocore raises many types; the message is what matters
+        raise PipelineError(f"data.source: cannot read {source}: {exc}") from exc
+
+
+def read_source_file(source_file: SourceFile, file_format: str) -> pd.DataFrame:
+    fmt = file_format
+    if fmt == "auto":
+        fmt = READABLE_SUFFIXES.get(PurePosixPath(source_file.name).suffix.lower(), "csv")
+    if not source_file.payload:
+        raise PipelineError(f"{source_file.name}: file is empty")
+    try:
+        if fmt == "csv":
+            frame = pd.read_csv(io.BytesIO(source_file.payload), encoding="utf-8")
+        else:
+            frame = pd.read_parquet(io.BytesIO(source_file.payload))
+    except UnicodeDecodeError as exc:
+        raise PipelineError(
+            f"{source_file.name}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from exc
+    except pd.errors.EmptyDataError as exc:
+        raise PipelineError(f"{source_file.name}: no columns to read") from exc
+    except (pd.errors.ParserError, pyarrow.ArrowException, OSError, ValueError) as exc:
+        raise PipelineError(f"{source_file.name}: cannot parse as {fmt}: {exc}") from exc
+    if frame.empty:
+        raise PipelineError(f"{source_file.name}: has a header but no rows")
+    return frame
+
+
+def combine(frames: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
+    """Concatenate partitions, aligning columns by name; all must share one column set."""
+    first_name, first = frames[0]
+    columns = list(first.columns)
+    aligned = []
+    for name, frame in frames:
+        if set(frame.columns) != set(columns):
+            missing = sorted(set(columns) - set(frame.columns))
+            extra = sorted(set(frame.columns) - set(columns))
+            raise PipelineError(
+                f"{name}: columns differ from {first_name} (missing {missing}, extra {extra})"
+            )
+        aligned.append(frame[columns])
+    return pd.concat(aligned, ignore_index=True) if len(aligned) > 1 else aligned[0]
+
+
+def ingest(data: DataParams, cfg: IngestParams) -> tuple[pd.DataFrame, dict]:
+    files = list_source_files(data.source, cfg.file_format)
+    log.info("reading %d file(s) from %s", len(files), data.source)
+    frames = []
+    for index, source_file in enumerate(files, start=1):
+        frames.append((source_file.name, read_source_file(source_file, cfg.file_format)))
+        if index % 50 == 0 or index == len(files):
+            log.info("read %d/%d files", index, len(files))
+    snapshot = combine(frames)
+    if data.target not in snapshot.columns:
+        raise PipelineError(
+            f"data.target: column {data.target!r} not in {data.source} (columns: {list(snapshot.columns)})"
+        )
+    report = {
+        "rows": len(snapshot),
+        "columns": snapshot.shape[1],
+        "files": len(files),
+        "bytes": sum(len(f.payload) for f in files),
+    }
+    return snapshot, report
+
+
+def main() -> None:
+    params = load_params()
+    snapshot, report = ingest(params.data, params.ingest)
+    write_parquet_atomic(snapshot, paths.RAW_SNAPSHOT)
+    write_json_atomic(report, paths.INGEST_METRICS)
+    log.info(
+        "snapshot %s: %d rows x %d columns", paths.RAW_SNAPSHOT, report["rows"], report["columns"]
+    )
+
+
+if __name__ == "__main__":
+    run_stage("ingest", main)

@@ -1,0 +1,58 @@
+"""Every file location the pipeline reads or writes, defined once.
+
+``dvc.yaml`` repeats these paths (DVC needs them literally); ``tests/unit/test_dvc_yaml.py``
+checks that both agree. All paths are relative to the repository root, which is the
+working directory of every stage (DVC and Airflow both run stages from there).
+"""
+
+from pathlib import Path
+
+PARAMS = Path("params.yaml")
+DATA = Path("data")
+
+LANDING = DATA / "landing"
+
+RAW_SNAPSHOT = DATA / "raw" / "snapshot.parquet"
+
+SCHEMAS = DATA / "schemas"
+VALIDATED = DATA / "validated"
+CLEAN = VALIDATED / "clean.parquet"
+QUARANTINE = VALIDATED / "quarantine.parquet"
+DATA_DOCS = VALIDATED / "data_docs"
+
+SPLITS = DATA / "splits"
+SPLIT_TRAIN = SPLITS / "train.parquet"
+SPLIT_VAL = SPLITS / "val.parquet"
+SPLIT_TEST = SPLITS / "test.parquet"
+
+REBALANCED_TRAIN = DATA / "rebalanced" / "train.parquet"
+AUGMENTED_TRAIN = DATA / "augmented" / "train.parquet"
+
+MODELS = DATA / "models"
+MODEL_DIR = MODELS / "float"
+KERAS_MODEL = MODEL_DIR / "model.keras"
+FEATURE_TRANSFORM = MODEL_DIR / "transform.json"
+TFLITE_MODEL = MODELS / "model.tflite"
+
+METRICS = DATA / "metrics"
+INGEST_METRICS = METRICS / "ingest.json"
+VALIDATE_METRICS = METRICS / "validate.json"
+SPLIT_METRICS = METRICS / "split.json"
+REBALANCE_METRICS = METRICS / "rebalance.json"
+AUGMENT_METRICS = METRICS / "augment.json"
+TRAIN_METRICS = METRICS / "train.json"
+EVALUATE_METRICS = METRICS / "evaluate.json"
+QUANTIZE_METRICS = METRICS / "quantize.json"
+REGISTER_METRICS = METRICS / "register.json"
+
+PLOTS = DATA / "plots"
+TRAINING_HISTORY = PLOTS / "training_history.csv"
+PR_CURVE = PLOTS / "pr_curve.csv"
+ROC_CURVE = PLOTS / "roc_curve.csv"
+CONFUSION = PLOTS / "confusion.csv"
+CALIBRATION = PLOTS / "calibration.csv"
+PLOT_IMAGES = PLOTS / "images"
+
+MLFLOW_DIR = Path("mlflow")
+MLFLOW_DEFAULT_URI = "sqlite:///mlflow/mlflow.db"
+MLFLOW_ARTIFACTS = MLFLOW_DIR / "artifacts"

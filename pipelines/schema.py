@@ -1,0 +1,232 @@
+"""The reviewable schema of a dataset: column roles, dtypes, ranges, categories, label set.
+
+On the first run with no schema file, ``infer_schema`` proposes one from the data (like TFX's
+SchemaGen); the user curates the YAML file, and validation enforces it from then on.
+Roles decide what the model sees: ``numeric`` and ``categorical`` are features; ``id``,
+``timestamp`` and ``ignored`` (free text, high-cardinality keys) are carried but not learned.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipelines import paths
+from pipelines.config import DataParams
+from pipelines.errors import PipelineError
+from pipelines.io import write_text_atomic
+
+log = logging.getLogger(__name__)
+
+Role = Literal["numeric", "categorical", "id", "timestamp", "ignored", "target"]
+Kind = Literal["int", "float", "bool", "string", "datetime"]
+UNKNOWN_CATEGORY = "__unknown__"
+ROBUST_QUANTILE = 0.01
+ID_UNIQUENESS = 0.99
+
+
+class ColumnSchema(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Kind
+    role: Role
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    impute: float | str | None = None
+    categories: list[str] | None = None
+
+
+class Schema(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    target: str
+    positive_label: str
+    label_values: list[str] = Field(min_length=2, max_length=2)
+    min_rows: int = Field(ge=1)
+    columns: dict[str, ColumnSchema]
+
+    def features(self, role: Role) -> list[str]:
+        return [name for name, col in self.columns.items() if col.role == role]
+
+    @property
+    def numeric(self) -> list[str]:
+        return self.features("numeric")
+
+    @property
+    def categorical(self) -> list[str]:
+        return self.features("categorical")
+
+    @property
+    def feature_columns(self) -> list[str]:
+        return [n for n, c in self.columns.items() if c.role in ("numeric", "categorical")]
+
+
+def canonical_label(value: object) -> str:
+    """One spelling per label value, so 1, 1.0 and "1" all read as "1"."""
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value)).lower()
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    text = str(value).strip()
+    if text.lower() in ("true", "false"):
+        return text.lower()
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return str(int(number)) if number.is_integer() else text
+
+
+def canonical_labels(series: pd.Series) -> pd.Series:
+    """Canonical string labels; nulls stay null."""
+    return series.map(canonical_label, na_action="ignore").astype("object")
+
+
+def category_text(series: pd.Series) -> pd.Series:
+    """Categorical values as the strings the schema lists (booleans as "true"/"false")."""
+
+    def one(value: object) -> str:
+        if isinstance(value, bool | np.bool_):
+            return str(bool(value)).lower()
+        return str(value)
+
+    return series.map(one, na_action="ignore").astype("object")
+
+
+def schema_path(data: DataParams) -> Path:
+    """One schema file per dataset, named after its source and target so datasets never mix."""
+    stem = data.source.rstrip("/").removeprefix("s3://")
+    stem = re.sub(r"\.(csv|parquet|pq)$", "", stem.split("/")[-1] or stem, flags=re.I)
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{stem}__{data.target}").strip("_.")
+    return paths.SCHEMAS / f"{slug}.yaml"
+
+
+def column_kind(series: pd.Series) -> Kind:
+    if pd.api.types.is_bool_dtype(series):
+        return "bool"
+    if pd.api.types.is_integer_dtype(series):
+        return "int"
+    if pd.api.types.is_float_dtype(series):
+        return "float"
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return "datetime"
+    return "string"
+
+
+def _looks_like_datetime(series: pd.Series) -> bool:
+    sample = series.dropna().astype(str).head(200)
+    if sample.empty or not sample.str.contains(r"\d{4}-\d{2}-\d{2}", regex=True).all():
+        return False
+    parsed = pd.to_datetime(sample, errors="coerce", format="ISO8601")
+    return bool(parsed.notna().all())
+
+
+def infer_schema(
+    frame: pd.DataFrame, data: DataParams, max_categories: int, range_margin: float, min_rows: int
+) -> Schema:
+    """Propose a schema from a (possibly dirty) frame; robust to outliers and rare defects."""
+    labels = canonical_labels(frame[data.target]).dropna()
+    label_values = sorted(labels.unique().tolist())
+    positive = canonical_label(data.positive_label)
+    if len(label_values) != 2:
+        raise PipelineError(
+            f"column {data.target!r}: a binary label needs exactly 2 values, found {len(label_values)}: "
+            f"{label_values[:10]}"
+        )
+    if positive not in label_values:
+        raise PipelineError(
+            f"data.positive_label: {data.positive_label!r} is not a value of {data.target!r} "
+            f"(values: {label_values})"
+        )
+    columns: dict[str, ColumnSchema] = {}
+    for name in frame.columns:
+        series = frame[name]
+        if name == data.target:
+            columns[name] = ColumnSchema(kind=column_kind(series), role="target")
+            continue
+        columns[name] = _infer_column(name, series, max_categories, range_margin)
+    return Schema(
+        target=data.target,
+        positive_label=positive,
+        label_values=label_values,
+        min_rows=min_rows,
+        columns=columns,
+    )
+
+
+def _infer_column(name: str, series: pd.Series, max_categories: int, margin: float) -> ColumnSchema:
+    kind = column_kind(series)
+    nullable = bool(series.isna().any())
+    non_null = series.dropna()
+    if kind == "datetime" or (kind == "string" and _looks_like_datetime(series)):
+        return ColumnSchema(kind=kind, role="timestamp", nullable=nullable)
+    if kind == "bool":
+        return ColumnSchema(
+            kind=kind,
+            role="categorical",
+            nullable=nullable,
+            categories=["false", "true"],
+            impute=UNKNOWN_CATEGORY,
+        )
+    distinct = non_null.nunique()
+    if kind == "string":
+        if distinct <= max_categories:
+            categories = sorted(non_null.astype(str).unique().tolist())
+            return ColumnSchema(
+                kind=kind,
+                role="categorical",
+                nullable=nullable,
+                categories=categories,
+                impute=UNKNOWN_CATEGORY,
+            )
+        role: Role = "id" if distinct >= ID_UNIQUENESS * len(series) and not nullable else "ignored"
+        return ColumnSchema(kind=kind, role=role, nullable=nullable)
+    values = pd.to_numeric(non_null, errors="coerce").replace([np.inf, -np.inf], np.nan).dropna()
+    if values.empty:
+        return ColumnSchema(kind=kind, role="ignored", nullable=nullable)
+    if kind == "int" and distinct >= ID_UNIQUENESS * len(series) and _is_key_name(name):
+        return ColumnSchema(kind=kind, role="id", nullable=nullable)
+    low, high = values.quantile([ROBUST_QUANTILE, 1 - ROBUST_QUANTILE]).tolist()
+    span = max(high - low, 1e-9)
+    low, high = low - margin * span, high + margin * span
+    if (values < 0).mean() < 0.01 and values.quantile(0.01) >= 0:
+        low = max(low, 0.0)
+    return ColumnSchema(
+        kind=kind,
+        role="numeric",
+        nullable=nullable,
+        min=float(low),
+        max=float(high),
+        impute=float(values.median()),
+    )
+
+
+def _is_key_name(name: str) -> bool:
+    return bool(re.search(r"(^|_)(id|key|uuid)$", name.lower()))
+
+
+def load_schema(path: Path) -> Schema:
+    try:
+        return Schema.model_validate(yaml.safe_load(path.read_text()))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise PipelineError(f"{path}: invalid schema: {problems}") from exc
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from exc
+
+
+def save_schema(schema: Schema, path: Path) -> None:
+    header = (
+        "# Inferred by the validate stage; review and edit it. Validation enforces this file.\n"
+        "# Roles: numeric/categorical are features; id, timestamp, ignored are not learned.\n"
+    )
+    body = yaml.safe_dump(schema.model_dump(exclude_none=True), sort_keys=False)
+    write_text_atomic(header + body, path)

@@ -1,0 +1,61 @@
+"""Entry-point runner shared by every ``python -m pipelines.<stage>``.
+
+It configures logging once and turns any failure into one line on stderr and a non-zero
+exit, which is what DVC and Airflow show to the user.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+from pipelines.errors import PipelineError
+
+log = logging.getLogger(__name__)
+
+
+def configure_logging() -> None:
+    level = os.environ.get("PIPELINE_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # botocore's debug logs print request signatures and credentials; never let them through.
+    for noisy in (
+        "botocore",
+        "boto3",
+        "urllib3",
+        "s3transfer",
+        "absl",
+        "h5py",
+        "matplotlib",
+        "great_expectations",
+        "alembic",
+        "mlflow.store",
+    ):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def run_stage(name: str, main: Callable[[], None]) -> None:
+    """Run a stage's main(); exit 0 on success, 1 with a one-line reason otherwise."""
+    configure_logging()
+    try:
+        main()
+    except PipelineError as exc:
+        _fail(name, str(exc))
+    except KeyboardInterrupt:
+        _fail(name, "interrupted")
+    except Exception as exc:  # noqa: BLE001 - the last line must be a readable reason
+        log.exception("stage %s crashed", name)
+        _fail(name, f"{type(exc).__name__}: {exc}")
+    sys.exit(0)
+
+
+def _fail(name: str, reason: str) -> None:
+    one_line = " ".join(reason.split())
+    sys.stderr.write(f"ERROR [{name}] {one_line}\n")
+    sys.stderr.flush()
+    sys.exit(1)

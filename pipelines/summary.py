@@ -1,0 +1,43 @@
+"""A short human summary of the last pipeline run, printed at the end of ``make run``."""
+
+from __future__ import annotations
+
+import sys
+
+from pipelines import paths
+from pipelines.io import read_json
+from pipelines.stage import run_stage
+
+
+def render(ingest: dict, validate: dict, evaluate: dict, register: dict) -> str:
+    ui = "make ui"
+    if register["tracking_uri"] != paths.MLFLOW_DEFAULT_URI:
+        ui = f"open {register['tracking_uri']}"
+    return "\n".join(
+        [
+            "",
+            "Pipeline summary",
+            f"  rows ingested      {ingest['rows']}",
+            f"  rows quarantined   {validate['rows_quarantined']}  {validate['quarantined']}",
+            f"  test PR-AUC        {evaluate['pr_auc']:.4f}",
+            f"  test ROC-AUC       {evaluate['roc_auc']:.4f}",
+            f"  model version      {register['model_name']} v{register['version']} @{register['alias']}",
+            f"  gate               {register['reason']}",
+            f"  MLflow UI          {ui}",
+            "",
+        ]
+    )
+
+
+def main() -> None:
+    text = render(
+        read_json(paths.INGEST_METRICS),
+        read_json(paths.VALIDATE_METRICS),
+        read_json(paths.EVALUATE_METRICS),
+        read_json(paths.REGISTER_METRICS),
+    )
+    sys.stdout.write(text)
+
+
+if __name__ == "__main__":
+    run_stage("summary", main)

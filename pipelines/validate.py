@@ -1,0 +1,312 @@
+"""Validate: enforce the dataset's schema with Great Expectations, clean rows, quarantine rejects.
+
+Two kinds of problems:
+
+* **critical** (the run stops, exit 1, nothing downstream runs): missing or extra columns,
+  wrong dtypes, too few rows, a null or unknown label, a single class;
+* **row-level** (the row is repaired or quarantined, per ``validate.*`` policies): exact
+  duplicates, duplicate ids, nulls, out-of-range numbers, unseen categories.
+
+Great Expectations runs the critical suite (and a row-level report suite) in one checkpoint
+that also builds Data Docs. The cleaning itself is vectorised pandas driven by the same
+schema, so that each rejected row gets a reason in the quarantine file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from pipelines import paths
+from pipelines.config import DataParams, ValidateParams, load_params
+from pipelines.errors import PipelineError
+from pipelines.io import atomic_dir, read_parquet, write_json_atomic, write_parquet_atomic
+from pipelines.schema import (
+    UNKNOWN_CATEGORY,
+    Schema,
+    canonical_labels,
+    category_text,
+    infer_schema,
+    load_schema,
+    save_schema,
+    schema_path,
+)
+from pipelines.stage import run_stage
+
+log = logging.getLogger(__name__)
+
+REASON = "reason"
+
+
+@dataclass
+class Cleaned:
+    clean: pd.DataFrame
+    quarantine: pd.DataFrame
+    quarantined: dict[str, int] = field(default_factory=dict)
+    repaired: dict[str, int] = field(default_factory=dict)
+
+
+def dtype_problems(frame: pd.DataFrame, schema: Schema) -> list[str]:
+    """Critical dtype mismatches: a numeric column that arrived as text, for example."""
+    problems = []
+    for name, col in schema.columns.items():
+        if name not in frame.columns or col.role != "numeric":
+            continue
+        series = frame[name]
+        if not (pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)):
+            example = series.dropna().astype(str).head(3).tolist()
+            problems.append(
+                f"column {name!r}: expected numeric ({col.kind}), found text such as {example}"
+            )
+    return problems
+
+
+def build_suites(schema: Schema):
+    """The critical suite (stops the run) and the row-level suite (reported, then cleaned)."""
+    import great_expectations as gx
+
+    critical = gx.ExpectationSuite(name="critical")
+    critical.add_expectation(
+        gx.expectations.ExpectTableColumnsToMatchSet(
+            column_set=list(schema.columns), exact_match=True
+        )
+    )
+    critical.add_expectation(
+        gx.expectations.ExpectTableRowCountToBeBetween(min_value=schema.min_rows)
+    )
+    critical.add_expectation(gx.expectations.ExpectColumnValuesToNotBeNull(column=schema.target))
+    critical.add_expectation(
+        gx.expectations.ExpectColumnValuesToBeInSet(
+            column=schema.target, value_set=schema.label_values
+        )
+    )
+    critical.add_expectation(
+        gx.expectations.ExpectColumnDistinctValuesToContainSet(
+            column=schema.target, value_set=schema.label_values
+        )
+    )
+    row_level = gx.ExpectationSuite(name="row_level")
+    for name, col in schema.columns.items():
+        if col.role == "numeric":
+            row_level.add_expectation(
+                gx.expectations.ExpectColumnValuesToBeBetween(
+                    column=name, min_value=col.min, max_value=col.max
+                )
+            )
+        if col.role == "categorical":
+            row_level.add_expectation(
+                gx.expectations.ExpectColumnValuesToBeInSet(column=name, value_set=col.categories)
+            )
+        if col.role in ("numeric", "categorical") and not col.nullable:
+            row_level.add_expectation(gx.expectations.ExpectColumnValuesToNotBeNull(column=name))
+        if col.role == "id":
+            row_level.add_expectation(gx.expectations.ExpectColumnValuesToBeUnique(column=name))
+    return critical, row_level
+
+
+def run_expectations(frame: pd.DataFrame, schema: Schema, docs_dir: Path) -> list[str]:
+    """Run both suites in one checkpoint, build Data Docs into ``docs_dir``; return critical failures."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    context.add_data_docs_site(
+        site_name="local",
+        site_config={
+            "class_name": "SiteBuilder",
+            "store_backend": {
+                "class_name": "TupleFilesystemStoreBackend",
+                "base_directory": str(Path(docs_dir).resolve()),
+            },
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
+    batch = context.data_sources.add_pandas("pandas").add_dataframe_asset(name="snapshot")
+    batch_definition = batch.add_batch_definition_whole_dataframe("whole")
+    definitions = [
+        context.validation_definitions.add(
+            gx.ValidationDefinition(
+                name=suite.name, data=batch_definition, suite=context.suites.add(suite)
+            )
+        )
+        for suite in build_suites(schema)
+    ]
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name="validate",
+            validation_definitions=definitions,
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+            result_format="SUMMARY",
+        )
+    )
+    labelled = frame.copy()
+    if schema.target in labelled.columns:
+        labelled[schema.target] = canonical_labels(labelled[schema.target])
+    result = checkpoint.run(batch_parameters={"dataframe": labelled})
+    failures = []
+    for validation in result.run_results.values():
+        if validation.suite_name != "critical":
+            continue
+        for outcome in validation.results:
+            if not outcome.success:
+                failures.append(_describe_failure(outcome))
+    return failures
+
+
+def _describe_failure(outcome) -> str:
+    config = outcome.expectation_config
+    where = f"column {config.kwargs['column']!r}: " if config.kwargs.get("column") else ""
+    observed = outcome.result.get("observed_value")
+    unexpected = outcome.result.get("partial_unexpected_list")
+    detail = f"observed {observed}" if observed is not None else ""
+    if unexpected:
+        detail = f"{outcome.result.get('unexpected_count')} bad values such as {unexpected[:5]}"
+    if outcome.exception_info and outcome.exception_info.get("raised_exception"):
+        detail = outcome.exception_info.get("exception_message", "").splitlines()[0]
+    return f"{where}{config.type} failed ({detail})".replace("()", "").strip()
+
+
+def clean_rows(frame: pd.DataFrame, schema: Schema, cfg: ValidateParams) -> Cleaned:
+    """Repair or quarantine each row-level defect; the target becomes 0/1 (1 = positive)."""
+    work = frame.copy()
+    reasons = pd.Series(pd.NA, index=work.index, dtype="object")
+    repaired: dict[str, int] = {}
+
+    def reject(mask: pd.Series, reason: str) -> None:
+        reasons[mask & reasons.isna()] = reason
+
+    def count_kept(mask: pd.Series) -> int:
+        return int((mask & reasons.isna()).sum())
+
+    reject(work.duplicated(keep="first"), "duplicate_row")
+    for name in schema.features("id"):
+        reject(work[name].duplicated(keep="first") & work[name].notna(), f"duplicate_id:{name}")
+
+    for name in schema.numeric:
+        col = schema.columns[name]
+        values = pd.to_numeric(work[name], errors="coerce").astype("float64")
+        nulls = values.isna()
+        if nulls.any():
+            if col.nullable or cfg.null_policy == "impute":
+                values = values.fillna(col.impute)
+                repaired[f"imputed:{name}"] = count_kept(nulls)
+            else:
+                reject(nulls, f"null:{name}")
+        outside = (values < col.min) | (values > col.max)
+        if outside.any():
+            if cfg.out_of_range_policy == "clip":
+                values = values.clip(lower=col.min, upper=col.max)
+                repaired[f"clipped:{name}"] = count_kept(outside)
+            else:
+                reject(outside, f"out_of_range:{name}")
+        work[name] = values
+
+    for name in schema.categorical:
+        col = schema.columns[name]
+        text = category_text(work[name])
+        nulls = text.isna()
+        if nulls.any():
+            if col.nullable or cfg.null_policy == "impute":
+                text = text.fillna(UNKNOWN_CATEGORY)
+                repaired[f"imputed:{name}"] = count_kept(nulls)
+            else:
+                reject(nulls, f"null:{name}")
+        unseen = text.notna() & ~text.isin(set(col.categories or []) | {UNKNOWN_CATEGORY})
+        if unseen.any():
+            if cfg.unseen_category_policy == "unknown":
+                text = text.where(~unseen, UNKNOWN_CATEGORY)
+                repaired[f"unseen_to_unknown:{name}"] = count_kept(unseen)
+            else:
+                reject(unseen, f"unseen_category:{name}")
+        work[name] = text.astype("str")
+
+    rejected = reasons.notna()
+    quarantine = frame[rejected].copy()
+    quarantine[REASON] = reasons[rejected].astype("str")
+    clean = work[~rejected].reset_index(drop=True)
+    clean[schema.target] = (canonical_labels(clean[schema.target]) == schema.positive_label).astype(
+        "int64"
+    )
+    counts = quarantine[REASON].value_counts().sort_index()
+    return Cleaned(
+        clean,
+        quarantine.reset_index(drop=True),
+        {str(k): int(v) for k, v in counts.items()},
+        repaired,
+    )
+
+
+def validate(raw: pd.DataFrame, schema: Schema, cfg: ValidateParams, docs_dir: Path) -> Cleaned:
+    problems = dtype_problems(raw, schema)
+    problems += run_expectations(raw, schema, docs_dir)
+    if problems:
+        raise PipelineError(
+            f"{paths.RAW_SNAPSHOT} failed {len(problems)} critical check(s): " + "; ".join(problems)
+        )
+    cleaned = clean_rows(raw, schema, cfg)
+    positives = int(cleaned.clean[schema.target].sum())
+    negatives = len(cleaned.clean) - positives
+    if min(positives, negatives) < 2:
+        raise PipelineError(
+            f"column {schema.target!r}: after cleaning only {positives} positive and {negatives} "
+            "negative rows remain; at least 2 of each are needed"
+        )
+    return cleaned
+
+
+def load_or_infer_schema(
+    raw: pd.DataFrame, data: DataParams, cfg: ValidateParams
+) -> tuple[Schema, bool]:
+    path = schema_path(data)
+    if path.exists():
+        schema = load_schema(path)
+        if schema.target != data.target:
+            raise PipelineError(
+                f"{path}: schema is for target {schema.target!r}, params say {data.target!r}"
+            )
+        return schema, False
+    schema = infer_schema(raw, data, cfg.max_categories, cfg.range_margin, cfg.min_rows)
+    save_schema(schema, path)
+    log.warning(
+        "no schema for this dataset: inferred %s from the data; review it and commit it", path
+    )
+    return schema, True
+
+
+def main() -> None:
+    params = load_params()
+    raw = read_parquet(paths.RAW_SNAPSHOT)
+    schema, inferred = load_or_infer_schema(raw, params.data, params.validate_)
+    with atomic_dir(paths.DATA_DOCS) as docs_dir:
+        cleaned = validate(raw, schema, params.validate_, docs_dir)
+    log.info("Data Docs: %s", (paths.DATA_DOCS / "index.html").resolve())
+    write_parquet_atomic(cleaned.clean, paths.CLEAN)
+    write_parquet_atomic(cleaned.quarantine, paths.QUARANTINE)
+    report = {
+        "passed": True,
+        "schema": str(schema_path(params.data)),
+        "schema_inferred": inferred,
+        "rows_in": len(raw),
+        "rows_clean": len(cleaned.clean),
+        "rows_quarantined": len(cleaned.quarantine),
+        "quarantined": cleaned.quarantined,
+        "repaired": cleaned.repaired,
+    }
+    write_json_atomic(report, paths.VALIDATE_METRICS)
+    log.info(
+        "validated: %d clean, %d quarantined %s, repaired %s",
+        len(cleaned.clean),
+        len(cleaned.quarantine),
+        cleaned.quarantined,
+        cleaned.repaired,
+    )
+
+
+if __name__ == "__main__":
+    run_stage("validate", main)
