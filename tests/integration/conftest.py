@@ -1,0 +1,146 @@
+"""Temporary copies of the repository in which the real pipeline runs (dvc, MLflow, TF)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+COPIED = [
+    "pipelines",
+    "params.yaml",
+    "dvc.yaml",
+    ".dvcignore",
+    ".gitignore",
+    "data/schemas",
+    "data/README.md",
+    "mlflow",
+    ".dvc/config",
+    ".dvc/.gitignore",
+]
+TINY = {
+    "simulate": {"n_days": 3, "rows_per_day": 1500},
+    "train": {"epochs": 4, "hidden_units": [16], "early_stopping_patience": 2},
+}
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    def last_error_line(self) -> str:
+        lines = [line for line in self.stderr.splitlines() if line.startswith("ERROR")]
+        return lines[-1] if lines else ""
+
+
+class RepoCopy:
+    def __init__(self, root: Path):
+        self.root = root
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_", "PYTEST_"))
+        }
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+        env["PIPELINE_LOG_LEVEL"] = "INFO"
+        return env | (extra or {})
+
+    def run(
+        self,
+        *args: str,
+        check: bool = False,
+        timeout: int = 900,
+        env_extra: dict[str, str] | None = None,
+    ) -> Run:
+        done = subprocess.run(
+            list(args),
+            cwd=self.root,
+            env=self.env(env_extra),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        result = Run(done.returncode, done.stdout, done.stderr)
+        if check and done.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(args)} failed ({done.returncode}):\n{result.output[-6000:]}"
+            )
+        return result
+
+    def python(self, *args: str, **kwargs) -> Run:
+        return self.run(sys.executable, *args, **kwargs)
+
+    def dvc(self, *args: str, **kwargs) -> Run:
+        return self.run(str(Path(sys.executable).parent / "dvc"), *args, **kwargs)
+
+    def params(self) -> dict:
+        return yaml.safe_load((self.root / "params.yaml").read_text())
+
+    def set_params(self, changes: dict) -> None:
+        params = self.params()
+        for section, values in changes.items():
+            if isinstance(values, dict):
+                params.setdefault(section, {}).update(values)
+            else:
+                params[section] = values
+        (self.root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    def mlflow_client(self):
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=f"sqlite:///{self.root / 'mlflow' / 'mlflow.db'}")
+
+    def registered_versions(self, name: str) -> list:
+        if not (self.root / "mlflow" / "mlflow.db").exists():
+            return []
+        return self.mlflow_client().search_model_versions(f"name='{name}'")
+
+
+def ran_stages(output: str) -> list[str]:
+    return [
+        line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")
+    ]
+
+
+def make_repo_copy(destination: Path, params: dict | None = None) -> RepoCopy:
+    destination.mkdir(parents=True, exist_ok=True)
+    for relative in COPIED:
+        source = REPO / relative
+        target = destination / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(
+                source,
+                target,
+                ignore=shutil.ignore_patterns("__pycache__", "mlflow.db", "artifacts"),
+            )
+        elif source.exists():
+            shutil.copy2(source, target)
+    copy = RepoCopy(destination)
+    copy.set_params(TINY | (params or {}))
+    git = ["git", "-c", "user.email=ci@example.invalid", "-c", "user.name=ci"]
+    copy.run("git", "init", "-q", check=True)
+    copy.run(*git, "add", "-A", check=True)
+    copy.run(*git, "commit", "-qm", "copy", check=True)
+    return copy
+
+
+@pytest.fixture(scope="session")
+def pipeline_repo(tmp_path_factory) -> tuple[RepoCopy, Run]:
+    """The default pipeline, run once end to end on the tiny configuration."""
+    copy = make_repo_copy(tmp_path_factory.mktemp("pipeline"))
+    copy.python("-m", "pipelines.simulate", "--if-empty", check=True)
+    return copy, copy.dvc("repro", check=True)

@@ -1,0 +1,111 @@
+"""Real services started and stopped by the tests themselves, on 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+WEED = Path(sys.executable).parent / "weed"
+TEST_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "test-access-key",
+    "AWS_SECRET_ACCESS_KEY": "test-secret-key",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def free_port_pair() -> int:
+    """A port p with p and p + 10000 free (SeaweedFS puts each gRPC port at +10000)."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port < 55000 and _free(port) and _free(port + 10000):
+            return port
+    raise RuntimeError("no free port pair on 127.0.0.1")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def seaweedfs(workdir: Path) -> Iterator[str]:
+    """A SeaweedFS server with its S3 gateway; yields the S3 endpoint URL."""
+    ports = {name: free_port_pair() for name in ("master", "volume", "filer", "s3")}
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = (workdir / "weed.log").open("w")
+    process = subprocess.Popen(
+        [
+            str(WEED),
+            "server",
+            f"-dir={workdir}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={ports['master']}",
+            f"-volume.port={ports['volume']}",
+            f"-filer.port={ports['filer']}",
+            "-s3",
+            f"-s3.port={ports['s3']}",
+            "-volume.max=100",
+            "-master.volumeSizeLimitMB=64",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    endpoint = f"http://127.0.0.1:{ports['s3']}"
+    try:
+        _wait_for_s3(endpoint, process, workdir / "weed.log")
+        yield endpoint
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def s3_client(endpoint: str):
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=TEST_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=TEST_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=TEST_CREDENTIALS["AWS_DEFAULT_REGION"],
+    )
+
+
+def _wait_for_s3(endpoint: str, process: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+    client = s3_client(endpoint)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"weed exited with {process.returncode}: {log.read_text()[-2000:]}")
+        try:
+            client.create_bucket(Bucket="readiness-probe")
+            client.put_object(Bucket="readiness-probe", Key="probe", Body=b"ok")
+            return
+        except Exception:  # noqa: BLE001 - not up yet
+            time.sleep(0.5)
+    raise RuntimeError(
+        f"SeaweedFS S3 at {endpoint} not ready after {timeout}s: {log.read_text()[-2000:]}"
+    )
+
+
+def s3_env(endpoint: str) -> dict[str, str]:
+    """The variables a boto3 or dvc-s3 client needs to reach the test store."""
+    return TEST_CREDENTIALS | {"AWS_ENDPOINT_URL": endpoint}

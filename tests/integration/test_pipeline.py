@@ -1,0 +1,101 @@
+"""The real pipeline: dvc repro end to end, caching, param invalidation, push/pull, registry."""
+
+import json
+import shutil
+import time
+
+import pytest
+
+from tests.integration.conftest import make_repo_copy, ran_stages
+
+pytestmark = pytest.mark.integration
+ALL = [
+    "ingest",
+    "validate",
+    "split",
+    "rebalance",
+    "augment",
+    "train",
+    "evaluate",
+    "quantize",
+    "register",
+]
+
+
+def test_full_repro_registers_a_champion(pipeline_repo):
+    repo, run = pipeline_repo
+    assert ran_stages(run.output) == ALL
+    metrics = json.loads(repo.dvc("metrics", "show", "--json", check=True).stdout)
+    evaluate = metrics[""]["data"]["data/metrics/evaluate.json"]["data"]
+    assert 0 < evaluate["pr_auc"] <= 1 and 0.5 < evaluate["roc_auc"] <= 1
+    register = json.loads((repo.root / "data/metrics/register.json").read_text())
+    client = repo.mlflow_client()
+    champion = client.get_model_version_by_alias(
+        repo.params()["register"]["model_name"], "champion"
+    )
+    assert str(champion.version) == str(register["version"]) == "1"
+    assert champion.tags["gate_decision"] == "champion"
+    run_data = client.get_run(register["run_id"]).data
+    assert run_data.metrics["test_pr_auc"] == pytest.approx(evaluate["pr_auc"])
+    assert run_data.tags["git_commit"] != "unknown"
+    assert run_data.params["train.epochs"] == "4"
+    before, after = (
+        int(run_data.params[f"rebalance_counts.{when}.positive"]) for when in ("before", "after")
+    )
+    assert after > before
+    summary = repo.python("-m", "pipelines.summary", check=True).stdout
+    assert "@champion" in summary and f"{evaluate['pr_auc']:.4f}" in summary
+
+
+def test_champion_serves_raw_rows(pipeline_repo):
+    import pandas as pd
+
+    import mlflow
+
+    repo, _ = pipeline_repo
+    mlflow.set_tracking_uri(f"sqlite:///{repo.root / 'mlflow' / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model(f"models:/{repo.params()['register']['model_name']}@champion")
+    raw = pd.read_parquet(repo.root / "data/raw/snapshot.parquet").head(20)
+    predictions = model.predict(raw.drop(columns=["is_fraud"]))
+    assert list(predictions.columns) == ["probability", "label"]
+    assert predictions["probability"].between(0, 1).all() and len(predictions) == 20
+
+
+def test_second_repro_is_a_fast_no_op(pipeline_repo):
+    repo, _ = pipeline_repo
+    started = time.perf_counter()
+    again = repo.dvc("repro", check=True)
+    seconds = time.perf_counter() - started
+    assert "Data and pipelines are up to date" in again.output
+    assert ran_stages(again.output) == []
+    assert seconds < 5, f"no-op dvc repro took {seconds:.1f}s"
+    assert repo.dvc("status", "--json", check=True).stdout.strip() == "{}"
+
+
+def test_push_then_pull_restores_every_output(pipeline_repo):
+    repo, _ = pipeline_repo
+    repo.dvc("push", check=True)
+    shutil.rmtree(repo.root / "data" / "splits")
+    shutil.rmtree(repo.root / ".dvc" / "cache")
+    assert "deleted" in repo.dvc("status", check=True).stdout
+    repo.dvc("pull", check=True)
+    assert repo.dvc("status", "--json", check=True).stdout.strip() == "{}"
+
+
+@pytest.mark.parametrize(
+    ("change", "first_rerun"),
+    [({"train": {"epochs": 3}}, "train"), ({"split": {"test_size": 0.25}}, "split")],
+)
+def test_a_param_change_reruns_only_its_stage_and_downstream(
+    tmp_path, pipeline_repo, change, first_rerun
+):
+    repo, _ = pipeline_repo
+    copy = make_repo_copy(tmp_path / "copy")
+    shutil.copytree(repo.root / "data", copy.root / "data", dirs_exist_ok=True)
+    shutil.copytree(repo.root / ".dvc" / "cache", copy.root / ".dvc" / "cache")
+    shutil.copy2(repo.root / "dvc.lock", copy.root / "dvc.lock")
+    shutil.copytree(repo.root / "mlflow", copy.root / "mlflow", dirs_exist_ok=True)
+    assert copy.dvc("status", "--json", check=True).stdout.strip() == "{}"
+    copy.set_params(change)
+    rerun = copy.dvc("repro", check=True)
+    assert ran_stages(rerun.output) == ALL[ALL.index(first_rerun) :]

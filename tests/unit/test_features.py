@@ -1,0 +1,60 @@
+import numpy as np
+import pandas as pd
+
+from pipelines.features import FeatureTransform
+from pipelines.schema import UNKNOWN_CATEGORY
+
+
+def test_transform_standardises_clips_and_one_hot_encodes(frame, schema, tmp_path):
+    transform = FeatureTransform.fit(frame, schema)
+    matrix = transform.transform(frame)
+    assert matrix.shape == (len(frame), transform.width) and matrix.dtype == np.float32
+    numeric = matrix[:, : len(transform.numeric)]
+    assert np.allclose(numeric.mean(axis=0), 0, atol=1e-5)
+    raw = pd.DataFrame(
+        {
+            "amount": [np.nan, np.inf, 1e12, -5.0],
+            "age": [30, 30, 30, 30],
+            "color": ["red", "mauve", None, UNKNOWN_CATEGORY],
+        }
+    )
+    out = transform.transform(raw)
+    amount = out[:, transform.numeric.index("amount")]
+    top = (schema.columns["amount"].max - transform.means[0]) / transform.stds[0]
+    assert amount[0] == 0.0 and amount[1] == amount[2] == np.float32(top)
+    colors = out[:, len(transform.numeric) :]
+    assert colors[0, transform.categorical["color"].index("red")] == 1
+    assert (colors[1:, -1] == 1).all()
+    path = tmp_path / "t.json"
+    transform.save(path)
+    assert FeatureTransform.load(path) == transform
+
+
+def test_boolean_categoricals_match_between_clean_and_raw(data_params):
+    from pipelines.config import ValidateParams
+    from pipelines.schema import infer_schema
+    from pipelines.validate import clean_rows
+
+    raw = pd.DataFrame({"flag": [True, False] * 50, "x": np.arange(100.0), "label": [0, 1] * 50})
+    schema = infer_schema(raw, data_params, 10, 0.5, 10)
+    cfg = ValidateParams(
+        max_categories=10,
+        min_rows=10,
+        null_policy="impute",
+        out_of_range_policy="clip",
+        unseen_category_policy="unknown",
+        range_margin=0.5,
+    )
+    clean = clean_rows(raw, schema, cfg).clean
+    transform = FeatureTransform.fit(clean, schema)
+    assert np.array_equal(transform.transform(clean), transform.transform(raw))
+
+
+def test_text_in_a_numeric_column_is_named(frame, schema):
+    import pytest
+
+    from pipelines.errors import PipelineError
+
+    transform = FeatureTransform.fit(frame, schema)
+    with pytest.raises(PipelineError, match="column 'amount': expected numbers, got \\['12,5'\\]"):
+        transform.transform(frame.head(3).assign(amount=["1.5", "12,5", None]))

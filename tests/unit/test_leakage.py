@@ -1,0 +1,55 @@
+"""Leakage is impossible by construction: resampling and augmentation only ever read train."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines import augment, paths, rebalance
+from pipelines.config import load_params
+from pipelines.schema import save_schema, schema_path
+from pipelines.validate import clean_rows
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch, frame, schema, validate_params):
+    monkeypatch.chdir(tmp_path)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"] = {"source": "data/landing", "target": "label", "positive_label": 1}
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    save_schema(schema, schema_path(load_params().data))
+    clean = clean_rows(frame, schema, validate_params).clean
+    for path in (paths.SPLIT_TRAIN, paths.SPLIT_VAL, paths.SPLIT_TEST):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        clean.to_parquet(path)
+    return tmp_path
+
+
+def record_reads(monkeypatch, module) -> list[Path]:
+    reads = []
+    original = module.read_parquet
+
+    def recording(path):
+        reads.append(Path(path))
+        return original(path)
+
+    monkeypatch.setattr(module, "read_parquet", recording)
+    return reads
+
+
+def test_rebalance_and_augment_read_only_the_training_split(project, monkeypatch):
+    rebalance_reads = record_reads(monkeypatch, rebalance)
+    rebalance.main()
+    augment_reads = record_reads(monkeypatch, augment)
+    augment.main()
+    assert rebalance_reads == [paths.SPLIT_TRAIN]
+    assert augment_reads == [paths.REBALANCED_TRAIN]
+
+
+def test_dvc_graph_gives_them_no_validation_or_test_input():
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    forbidden = {str(paths.SPLIT_VAL), str(paths.SPLIT_TEST)}
+    for name in ("rebalance", "augment"):
+        assert not forbidden & set(stages[name]["deps"])

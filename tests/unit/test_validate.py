@@ -1,0 +1,110 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.errors import PipelineError
+from pipelines.schema import UNKNOWN_CATEGORY
+from pipelines.validate import clean_rows, validate
+
+
+def cfg(base, **changes):
+    return base.model_copy(update=changes)
+
+
+def test_clean_frame_passes_and_label_becomes_binary(frame, schema, validate_params, tmp_path):
+    cleaned = validate(frame, schema, validate_params, tmp_path)
+    assert len(cleaned.clean) == len(frame) and cleaned.quarantine.empty
+    assert set(cleaned.clean["label"].unique()) == {0, 1}
+    assert (tmp_path / "index.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("break_it", "message"),
+    [
+        (
+            lambda f: f.drop(columns="age"),
+            "expect_table_columns_to_match_set failed (observed ['amount', 'color'",
+        ),
+        (lambda f: f.assign(extra=1), "expect_table_columns_to_match_set"),
+        (
+            lambda f: f.assign(label=f["label"].astype("float").where(f.index > 3)),
+            "column 'label': expect_column_values_to_not_be_null",
+        ),
+        (
+            lambda f: f.assign(label=f["label"].where(f.index > 3, 2)),
+            "column 'label': expect_column_values_to_be_in_set",
+        ),
+        (lambda f: f.assign(label=0), "expect_column_distinct_values_to_contain_set"),
+        (lambda f: f.head(5), "expect_table_row_count_to_be_between"),
+        (
+            lambda f: f.assign(amount=f["amount"].map(lambda v: f"{v:,.2f}")),
+            "column 'amount': expected numeric",
+        ),
+    ],
+)
+def test_critical_problems_stop_with_the_column_named(
+    frame, schema, validate_params, tmp_path, break_it, message
+):
+    with pytest.raises(PipelineError) as error:
+        validate(break_it(frame), schema, validate_params, tmp_path)
+    assert message.lower() in str(error.value).lower()
+
+
+def dirty(frame):
+    frame = frame.copy()
+    frame["amount"] = frame["amount"].astype("float64")
+    frame.loc[0, "amount"] = np.nan
+    frame.loc[1, "amount"] = np.inf
+    frame.loc[2, "amount"] = -np.inf
+    frame.loc[3, "amount"] = 1e12
+    frame.loc[4, "color"] = "purple"
+    frame.loc[5, "color"] = None
+    return pd.concat(
+        [frame, frame.iloc[[10, 11]], frame.iloc[[12]].assign(age=33)], ignore_index=True
+    )
+
+
+def test_repair_policies(frame, schema, validate_params):
+    result = clean_rows(dirty(frame), schema, validate_params)
+    assert result.quarantined == {"duplicate_id:row_id": 1, "duplicate_row": 2}
+    clean = result.clean.set_index("row_id")
+    amount = schema.columns["amount"]
+    assert clean.loc["r00000", "amount"] == amount.impute
+    assert (
+        clean.loc["r00001", "amount"] == amount.max and clean.loc["r00003", "amount"] == amount.max
+    )
+    assert clean.loc["r00002", "amount"] == amount.min
+    assert (
+        clean.loc["r00004", "color"] == UNKNOWN_CATEGORY
+        and clean.loc["r00005", "color"] == UNKNOWN_CATEGORY
+    )
+    natural = int((~frame["amount"].between(amount.min, amount.max)).sum())
+    assert result.repaired["clipped:amount"] == natural + 3
+    assert result.repaired["unseen_to_unknown:color"] == 1
+
+
+def test_drop_policies_quarantine_with_reasons(frame, schema, validate_params):
+    strict = cfg(
+        validate_params,
+        null_policy="drop",
+        out_of_range_policy="drop",
+        unseen_category_policy="drop",
+    )
+    result = clean_rows(dirty(frame), schema, strict)
+    reasons = dict(zip(result.quarantine["row_id"], result.quarantine["reason"], strict=True))
+    assert reasons["r00000"] == "null:amount"
+    assert reasons["r00001"] == reasons["r00002"] == reasons["r00003"] == "out_of_range:amount"
+    assert reasons["r00004"] == "unseen_category:color" and reasons["r00005"] == "null:color"
+    assert len(result.clean) + len(result.quarantine) == len(frame) + 3
+    dropped = [row for row, reason in reasons.items() if not reason.startswith("duplicate")]
+    assert not result.clean["row_id"].isin(dropped).any()
+
+
+def test_nullable_columns_are_imputed_even_under_drop(frame, data_params, validate_params):
+    from pipelines.schema import infer_schema
+
+    frame = frame.assign(amount=frame["amount"].where(frame.index != 7))
+    schema = infer_schema(frame, data_params, 10, 0.5, 10)
+    assert schema.columns["amount"].nullable
+    result = clean_rows(frame, schema, cfg(validate_params, null_policy="drop"))
+    assert result.quarantine.empty and result.repaired["imputed:amount"] == 1
