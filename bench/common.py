@@ -1,0 +1,41 @@
+"""Shared set-up for benchmarks: datasets prepared exactly as the pipeline prepares them."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from pipelines.config import DataParams, Params, load_params
+from pipelines.schema import Schema, infer_schema
+from pipelines.simulate import simulate_day
+from pipelines.validate import clean_rows
+
+
+def default_params() -> Params:
+    return load_params()
+
+
+def prepare(raw: pd.DataFrame, data: DataParams, params: Params) -> tuple[pd.DataFrame, Schema]:
+    """Infer a schema and clean rows the way validate does (without the GE report)."""
+    cfg = params.validate_
+    schema = infer_schema(raw, data, cfg.max_categories, cfg.range_margin, cfg.min_rows)
+    return clean_rows(raw, schema, cfg).clean, schema
+
+
+def simulated(params: Params) -> tuple[pd.DataFrame, Schema]:
+    raw = pd.concat(
+        [simulate_day(d, params.simulate, params.seed) for d in range(params.simulate.n_days)],
+        ignore_index=True,
+    )
+    return prepare(raw, DataParams(source="sim", target="is_fraud", positive_label=1), params)
+
+
+def breast_cancer(params: Params) -> tuple[pd.DataFrame, Schema]:
+    from sklearn.datasets import load_breast_cancer
+
+    bunch = load_breast_cancer(as_frame=True)
+    raw = bunch.frame.assign(diagnosis=bunch.target.map({0: "malignant", 1: "benign"})).drop(
+        columns="target"
+    )
+    return prepare(
+        raw, DataParams(source="bc", target="diagnosis", positive_label="malignant"), params
+    )
