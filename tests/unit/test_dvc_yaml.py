@@ -67,6 +67,7 @@ def test_every_output_path_in_paths_module_is_declared():
             paths.MODELS,
             paths.METRICS,
             paths.PLOTS,
+            paths.FAILED_DATA_DOCS,  # what a failed run leaves for the user, never a stage output
         )
     }
     for constant in path_constants() - containers:
@@ -127,3 +128,10 @@ def test_plots_point_at_declared_outputs():
     for plot in DVC["plots"]:
         target = plot if isinstance(plot, str) else next(iter(plot))
         assert target in declared_outputs()
+
+
+@pytest.mark.parametrize("name", ORDER)
+def test_outputs_persist_so_a_failed_stage_keeps_the_previous_ones(name):
+    for entry in STAGES[name].get("outs", []) + STAGES[name].get("metrics", []):
+        assert isinstance(entry, dict), f"{name}: {entry} needs persist: true"
+        assert next(iter(entry.values())).get("persist") is True, f"{name}: {entry}"
