@@ -54,6 +54,17 @@ class ValidateParams(Section):
     out_of_range_policy: Literal["clip", "drop"]
     unseen_category_policy: Literal["unknown", "drop"]
     range_margin: float = Field(ge=0, description="Inferred ranges widen by this share of span")
+    pii_policy: Literal["drop", "hash"] = Field(
+        description="PII columns: dropped, or hashed with the salt in $PIPELINE_PII_SALT"
+    )
+    drift_warn: float = Field(gt=0, description="PSI against the reference that is reported")
+    drift_fail: float = Field(gt=0, description="PSI against the reference that stops the run")
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> ValidateParams:
+        if self.drift_fail < self.drift_warn:
+            raise ValueError("drift_fail must be at least drift_warn")
+        return self
 
 
 class SplitParams(Section):

@@ -19,6 +19,9 @@ VALIDATED = DATA / "validated"
 CLEAN = VALIDATED / "clean.parquet"
 QUARANTINE = VALIDATED / "quarantine.parquet"
 DATA_DOCS = VALIDATED / "data_docs"
+# Data Docs of a run that failed a critical check: not an output, kept for the user to read.
+FAILED_DATA_DOCS = VALIDATED / "data_docs_failed"
+REFERENCE = DATA / "reference"
 
 SPLITS = DATA / "splits"
 SPLIT_TRAIN = SPLITS / "train.parquet"

@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipelines import paths
 from pipelines.config import DataParams
@@ -30,6 +30,16 @@ Kind = Literal["int", "float", "bool", "string", "datetime"]
 UNKNOWN_CATEGORY = "__unknown__"
 ROBUST_QUANTILE = 0.01
 ID_UNIQUENESS = 0.99
+# Inferred bounds are deliberately loose: they catch a broken feed, not a busy week.
+MAX_ROWS_FACTOR = 100
+POSITIVE_SHARE_FACTOR = 5.0
+# Column names that usually hold personal data; inference flags them, the user curates.
+PII_NAME = re.compile(
+    r"^(name|ip|dob|pan)$|(^|_)(e?mail|email_address|phone|mobile|ssn|social_security|passport|"
+    r"first_name|last_name|full_name|customer_name|holder_name|address|street|postcode|zip_code|"
+    r"ip_address|iban|card_number|birth_date|date_of_birth)($|_)",
+    re.I,
+)
 
 
 class ColumnSchema(BaseModel):
@@ -42,6 +52,13 @@ class ColumnSchema(BaseModel):
     max: float | None = None
     impute: float | str | None = None
     categories: list[str] | None = None
+    pii: bool = False
+
+    @model_validator(mode="after")
+    def _pii_is_never_a_feature(self) -> ColumnSchema:
+        if self.pii and self.role in ("numeric", "categorical", "target"):
+            raise ValueError(f"a pii column cannot have role {self.role!r} (use id or ignored)")
+        return self
 
 
 class Schema(BaseModel):
@@ -51,7 +68,20 @@ class Schema(BaseModel):
     positive_label: str
     label_values: list[str] = Field(min_length=2, max_length=2)
     min_rows: int = Field(ge=1)
+    max_rows: int | None = Field(default=None, ge=1)
+    min_positive_share: float = Field(default=0.0, ge=0, le=1)
+    max_positive_share: float = Field(default=1.0, ge=0, le=1)
     columns: dict[str, ColumnSchema]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Schema:
+        if self.target not in self.columns:
+            raise ValueError(f"target {self.target!r} is not among the columns")
+        if self.max_rows is not None and self.max_rows < self.min_rows:
+            raise ValueError("max_rows is below min_rows")
+        if self.max_positive_share < self.min_positive_share:
+            raise ValueError("max_positive_share is below min_positive_share")
+        return self
 
     def features(self, role: Role) -> list[str]:
         return [name for name, col in self.columns.items() if col.role == role]
@@ -67,6 +97,10 @@ class Schema(BaseModel):
     @property
     def feature_columns(self) -> list[str]:
         return [n for n, c in self.columns.items() if c.role in ("numeric", "categorical")]
+
+    @property
+    def pii(self) -> list[str]:
+        return [name for name, col in self.columns.items() if col.pii]
 
 
 def canonical_label(value: object) -> str:
@@ -101,12 +135,20 @@ def category_text(series: pd.Series) -> pd.Series:
     return series.map(one, na_action="ignore").astype("object")
 
 
-def schema_path(data: DataParams) -> Path:
-    """One schema file per dataset, named after its source and target so datasets never mix."""
+def dataset_slug(data: DataParams) -> str:
+    """A file-name-safe name for a dataset, from its source and target, so datasets never mix."""
     stem = data.source.rstrip("/").removeprefix("s3://")
     stem = re.sub(r"\.(csv|parquet|pq)$", "", stem.split("/")[-1] or stem, flags=re.I)
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{stem}__{data.target}").strip("_.")
-    return paths.SCHEMAS / f"{slug}.yaml"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{stem}__{data.target}").strip("_.")
+
+
+def schema_path(data: DataParams) -> Path:
+    return paths.SCHEMAS / f"{dataset_slug(data)}.yaml"
+
+
+def reference_path(data: DataParams) -> Path:
+    """The drift reference profile of a dataset (see ``pipelines.drift``)."""
+    return paths.REFERENCE / f"{dataset_slug(data)}.json"
 
 
 def column_kind(series: pd.Series) -> Kind:
@@ -130,9 +172,17 @@ def _looks_like_datetime(series: pd.Series) -> bool:
 
 
 def infer_schema(
-    frame: pd.DataFrame, data: DataParams, max_categories: int, range_margin: float, min_rows: int
+    frame: pd.DataFrame,
+    data: DataParams,
+    max_categories: int,
+    range_margin: float,
+    min_rows: int,
+    pii: frozenset[str] = frozenset(),
 ) -> Schema:
-    """Propose a schema from a (possibly dirty) frame; robust to outliers and rare defects."""
+    """Propose a schema from a (possibly dirty) frame; robust to outliers and rare defects.
+
+    Columns in ``pii``, or named like personal data, are flagged ``pii: true``.
+    """
     labels = canonical_labels(frame[data.target]).dropna()
     label_values = sorted(labels.unique().tolist())
     positive = canonical_label(data.positive_label)
@@ -151,14 +201,32 @@ def infer_schema(
         series = frame[name]
         if name == data.target:
             columns[name] = ColumnSchema(kind=column_kind(series), role="target")
-            continue
-        columns[name] = _infer_column(name, series, max_categories, range_margin)
+        elif name in pii or PII_NAME.search(str(name)):
+            columns[name] = _pii_column(series)
+        else:
+            columns[name] = _infer_column(name, series, max_categories, range_margin)
+    share = float((labels == positive).mean())
     return Schema(
         target=data.target,
         positive_label=positive,
         label_values=label_values,
         min_rows=min_rows,
+        max_rows=max(min_rows, MAX_ROWS_FACTOR * len(frame)),
+        min_positive_share=round(share / POSITIVE_SHARE_FACTOR, 6),
+        max_positive_share=round(min(1.0, share * POSITIVE_SHARE_FACTOR), 6),
         columns=columns,
+    )
+
+
+def _pii_column(series: pd.Series) -> ColumnSchema:
+    """Personal data is never a feature, and its values never reach the schema file."""
+    distinct = series.dropna().nunique()
+    unique = distinct >= ID_UNIQUENESS * len(series) and not series.isna().any()
+    return ColumnSchema(
+        kind=column_kind(series),
+        role="id" if unique else "ignored",
+        nullable=bool(series.isna().any()),
+        pii=True,
     )
 
 

@@ -88,6 +88,8 @@ def simulate_day(day_index: int, cfg: SimulateParams, seed: int) -> pd.DataFrame
         {
             "transaction_id": [f"tx-{day_index:04d}-{i:07d}" for i in range(n)],
             "customer_id": [f"cust-{c:06d}" for c in customer],
+            # Personal data, as real feeds carry it: the schema flags it, validate drops it.
+            "customer_email": [f"customer{c:06d}@example.com" for c in customer],
             "timestamp": pd.Timestamp(day) + pd.to_timedelta(seconds, unit="s"),
             "amount": amount,
             "merchant_category": np.array(MERCHANT_CATEGORIES, dtype=object)[merchant],

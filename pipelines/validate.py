@@ -1,30 +1,46 @@
 """Validate: enforce the dataset's schema with Great Expectations, clean rows, quarantine rejects.
 
-Two kinds of problems:
+Three kinds of problems:
 
-* **critical** (the run stops, exit 1, nothing downstream runs): missing or extra columns,
-  wrong dtypes, too few rows, a null or unknown label, a single class;
+* **critical** (the run stops, exit 1, nothing downstream runs, no output is replaced): missing
+  or extra columns, wrong dtypes, an all-null feature, row count or positive-class share
+  outside the schema's bounds, a null or unknown label, a single class;
 * **row-level** (the row is repaired or quarantined, per ``validate.*`` policies): exact
-  duplicates, duplicate ids, nulls, out-of-range numbers, unseen categories.
+  duplicates, duplicate ids, nulls and infinities, out-of-range numbers, unseen categories;
+* **drift** against the last accepted snapshot (``pipelines.drift``): reported above
+  ``validate.drift_warn``, critical above ``validate.drift_fail``.
 
-Great Expectations runs the critical suite (and a row-level report suite) in one checkpoint
-that also builds Data Docs. The cleaning itself is vectorised pandas driven by the same
-schema, so that each rejected row gets a reason in the quarantine file.
+PII columns (``pii: true`` in the schema) are hashed first, before Great Expectations or any
+log line sees them, and dropped at the end under ``pii_policy: drop``. Great Expectations runs
+the critical suite and a row-level report suite in one checkpoint that also builds Data Docs;
+the cleaning itself is vectorised pandas driven by the same schema, so each rejected row gets
+a reason in the quarantine file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import secrets
+import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from pipelines import paths
+from pipelines import drift, paths
 from pipelines.config import DataParams, ValidateParams, load_params
 from pipelines.errors import PipelineError
-from pipelines.io import atomic_dir, read_parquet, write_json_atomic, write_parquet_atomic
+from pipelines.io import (
+    atomic_dir,
+    read_json,
+    read_parquet,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 from pipelines.schema import (
     UNKNOWN_CATEGORY,
     Schema,
@@ -32,6 +48,7 @@ from pipelines.schema import (
     category_text,
     infer_schema,
     load_schema,
+    reference_path,
     save_schema,
     schema_path,
 )
@@ -40,6 +57,7 @@ from pipelines.stage import run_stage
 log = logging.getLogger(__name__)
 
 REASON = "reason"
+PII_SALT_ENV = "PIPELINE_PII_SALT"
 
 
 @dataclass
@@ -48,21 +66,52 @@ class Cleaned:
     quarantine: pd.DataFrame
     quarantined: dict[str, int] = field(default_factory=dict)
     repaired: dict[str, int] = field(default_factory=dict)
+    drift: dict[str, float] = field(default_factory=dict)
 
 
-def dtype_problems(frame: pd.DataFrame, schema: Schema) -> list[str]:
-    """Critical dtype mismatches: a numeric column that arrived as text, for example."""
+def column_problems(frame: pd.DataFrame, schema: Schema) -> list[str]:
+    """Critical column defects: numbers that arrived as text, a feature with no value at all."""
     problems = []
-    for name, col in schema.columns.items():
-        if name not in frame.columns or col.role != "numeric":
+    for name in schema.feature_columns:
+        if name not in frame.columns:
             continue
         series = frame[name]
-        if not (pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)):
+        if series.isna().all():
+            problems.append(f"column {name!r}: every value is null")
+        elif name in schema.numeric and not (
+            pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
+        ):
             example = series.dropna().astype(str).head(3).tolist()
             problems.append(
-                f"column {name!r}: expected numeric ({col.kind}), found text such as {example}"
+                f"column {name!r}: expected numeric ({schema.columns[name].kind}), "
+                f"found text such as {example}"
             )
     return problems
+
+
+def pseudonymize(frame: pd.DataFrame, schema: Schema, salt: str) -> pd.DataFrame:
+    """Replace every PII value by a salted SHA-256 digest (nulls stay null)."""
+    frame = frame.copy()
+    for name in schema.pii:
+        if name in frame.columns:
+            frame[name] = frame[name].map(
+                lambda value: hashlib.sha256(f"{salt}{value}".encode()).hexdigest()[:32],
+                na_action="ignore",
+            )
+    return frame
+
+
+def pii_salt(schema: Schema, policy: str) -> str:
+    """The salt from the environment; ``drop`` needs none and gets a throwaway one."""
+    if not schema.pii or policy == "drop":
+        return secrets.token_hex(16)
+    salt = os.environ.get(PII_SALT_ENV, "")
+    if not salt:
+        raise PipelineError(
+            f"validate.pii_policy=hash: set {PII_SALT_ENV} to a secret salt to hash the PII "
+            f"columns {schema.pii}"
+        )
+    return salt
 
 
 def build_suites(schema: Schema):
@@ -76,7 +125,26 @@ def build_suites(schema: Schema):
         )
     )
     critical.add_expectation(
-        gx.expectations.ExpectTableRowCountToBeBetween(min_value=schema.min_rows)
+        gx.expectations.ExpectTableRowCountToBeBetween(
+            min_value=schema.min_rows, max_value=schema.max_rows
+        )
+    )
+    # Positive share as "mostly" bounds on the label column; nulls are left to the checks below.
+    critical.add_expectation(
+        gx.expectations.ExpectColumnValuesToBeInSet(
+            column=schema.target,
+            value_set=[schema.positive_label],
+            mostly=schema.min_positive_share,
+            meta={"bound": f"positive share below min_positive_share={schema.min_positive_share}"},
+        )
+    )
+    critical.add_expectation(
+        gx.expectations.ExpectColumnValuesToNotBeInSet(
+            column=schema.target,
+            value_set=[schema.positive_label],
+            mostly=round(1 - schema.max_positive_share, 6),
+            meta={"bound": f"positive share above max_positive_share={schema.max_positive_share}"},
+        )
     )
     critical.add_expectation(gx.expectations.ExpectColumnValuesToNotBeNull(column=schema.target))
     critical.add_expectation(
@@ -162,6 +230,11 @@ def run_expectations(frame: pd.DataFrame, schema: Schema, docs_dir: Path) -> lis
 def _describe_failure(outcome) -> str:
     config = outcome.expectation_config
     where = f"column {config.kwargs['column']!r}: " if config.kwargs.get("column") else ""
+    if config.meta and "bound" in config.meta:
+        share = outcome.result.get("unexpected_percent")
+        if share is not None and config.type == "expect_column_values_to_be_in_set":
+            share = 100 - share
+        return f"{where}{config.meta['bound']} (observed {share:.3f}%)"
     observed = outcome.result.get("observed_value")
     unexpected = outcome.result.get("partial_unexpected_list")
     detail = f"observed {observed}" if observed is not None else ""
@@ -191,6 +264,7 @@ def clean_rows(frame: pd.DataFrame, schema: Schema, cfg: ValidateParams) -> Clea
     for name in schema.numeric:
         col = schema.columns[name]
         values = pd.to_numeric(work[name], errors="coerce").astype("float64")
+        values = values.where(np.isfinite(values))  # infinities are missing values, not huge ones
         nulls = values.isna()
         if nulls.any():
             if col.nullable or cfg.null_policy == "impute":
@@ -242,14 +316,23 @@ def clean_rows(frame: pd.DataFrame, schema: Schema, cfg: ValidateParams) -> Clea
     )
 
 
-def validate(raw: pd.DataFrame, schema: Schema, cfg: ValidateParams, docs_dir: Path) -> Cleaned:
-    problems = dtype_problems(raw, schema)
-    problems += run_expectations(raw, schema, docs_dir)
+def validate(
+    raw: pd.DataFrame,
+    schema: Schema,
+    cfg: ValidateParams,
+    docs_dir: Path,
+    reference: dict | None = None,
+    salt: str | None = None,
+) -> Cleaned:
+    """Check, clean and compare ``raw`` with the reference profile; raise on anything critical."""
+    frame = pseudonymize(raw, schema, salt or pii_salt(schema, cfg.pii_policy))
+    problems = column_problems(frame, schema)
+    problems += run_expectations(frame, schema, docs_dir)
     if problems:
         raise PipelineError(
             f"{paths.RAW_SNAPSHOT} failed {len(problems)} critical check(s): " + "; ".join(problems)
         )
-    cleaned = clean_rows(raw, schema, cfg)
+    cleaned = clean_rows(frame, schema, cfg)
     positives = int(cleaned.clean[schema.target].sum())
     negatives = len(cleaned.clean) - positives
     if min(positives, negatives) < 2:
@@ -257,6 +340,21 @@ def validate(raw: pd.DataFrame, schema: Schema, cfg: ValidateParams, docs_dir: P
             f"column {schema.target!r}: after cleaning only {positives} positive and {negatives} "
             "negative rows remain; at least 2 of each are needed"
         )
+    if cfg.pii_policy == "drop" and schema.pii:
+        cleaned.clean = cleaned.clean.drop(columns=schema.pii, errors="ignore")
+        cleaned.quarantine = cleaned.quarantine.drop(columns=schema.pii, errors="ignore")
+    if reference is not None:
+        cleaned.drift = drift.compare(reference, cleaned.clean, schema)
+        drifted = {k: v for k, v in cleaned.drift.items() if v > cfg.drift_fail}
+        if drifted:
+            raise PipelineError(
+                f"drift against the last accepted snapshot above validate.drift_fail="
+                f"{cfg.drift_fail}: "
+                + ", ".join(f"column {k!r} PSI {v:.3f}" for k, v in sorted(drifted.items()))
+            )
+        for name, value in cleaned.drift.items():
+            if value > cfg.drift_warn:
+                log.warning("drift warning: column %r PSI %.3f > %s", name, value, cfg.drift_warn)
     return cleaned
 
 
@@ -283,11 +381,25 @@ def main() -> None:
     params = load_params()
     raw = read_parquet(paths.RAW_SNAPSHOT)
     schema, inferred = load_or_infer_schema(raw, params.data, params.validate_)
+    reference_file = reference_path(params.data)
+    reference = read_json(reference_file) if reference_file.exists() else None
+    if reference is None:
+        log.info("no drift reference yet (%s): this snapshot becomes the first", reference_file)
     with atomic_dir(paths.DATA_DOCS) as docs_dir:
-        cleaned = validate(raw, schema, params.validate_, docs_dir)
+        try:
+            cleaned = validate(raw, schema, params.validate_, docs_dir, reference)
+        except PipelineError as exc:
+            shutil.rmtree(paths.FAILED_DATA_DOCS, ignore_errors=True)
+            shutil.copytree(docs_dir, paths.FAILED_DATA_DOCS)
+            raise PipelineError(
+                f"{exc} [Data Docs: {(paths.FAILED_DATA_DOCS / 'index.html').resolve()}]"
+            ) from exc
+    shutil.rmtree(paths.FAILED_DATA_DOCS, ignore_errors=True)
     log.info("Data Docs: %s", (paths.DATA_DOCS / "index.html").resolve())
     write_parquet_atomic(cleaned.clean, paths.CLEAN)
     write_parquet_atomic(cleaned.quarantine, paths.QUARANTINE)
+    write_json_atomic(drift.profile(cleaned.clean, schema), reference_file)
+    warned = {k: v for k, v in cleaned.drift.items() if v > params.validate_.drift_warn}
     report = {
         "passed": True,
         "schema": str(schema_path(params.data)),
@@ -297,16 +409,42 @@ def main() -> None:
         "rows_quarantined": len(cleaned.quarantine),
         "quarantined": cleaned.quarantined,
         "repaired": cleaned.repaired,
+        "pii_columns": {name: params.validate_.pii_policy for name in schema.pii},
+        "drift": {
+            "reference_rows": reference["rows"] if reference else 0,
+            "max_psi": max(cleaned.drift.values(), default=0.0),
+            "warnings": sorted(warned),
+            "psi": cleaned.drift,
+        },
     }
     write_json_atomic(report, paths.VALIDATE_METRICS)
     log.info(
-        "validated: %d clean, %d quarantined %s, repaired %s",
+        "validated: %d clean, %d quarantined %s, repaired %s, max drift PSI %.3f",
         len(cleaned.clean),
         len(cleaned.quarantine),
         cleaned.quarantined,
         cleaned.repaired,
+        report["drift"]["max_psi"],
     )
 
 
+def reinfer_schema() -> None:
+    """``python -m pipelines.validate --reinfer-schema``: propose a new schema from the snapshot.
+
+    Curated ``pii: true`` flags are kept; everything else is inferred afresh, so review the
+    diff before committing it.
+    """
+    params = load_params()
+    raw = read_parquet(paths.RAW_SNAPSHOT)
+    path = schema_path(params.data)
+    curated = frozenset(load_schema(path).pii) if path.exists() else frozenset()
+    cfg = params.validate_
+    schema = infer_schema(
+        raw, params.data, cfg.max_categories, cfg.range_margin, cfg.min_rows, pii=curated
+    )
+    save_schema(schema, path)
+    log.warning("re-inferred %s from %s: review `git diff %s`", path, paths.RAW_SNAPSHOT, path)
+
+
 if __name__ == "__main__":
-    run_stage("validate", main)
+    run_stage("validate", reinfer_schema if "--reinfer-schema" in sys.argv[1:] else main)

@@ -24,6 +24,9 @@ def validate_params() -> ValidateParams:
         out_of_range_policy="clip",
         unseen_category_policy="unknown",
         range_margin=0.5,
+        pii_policy="drop",
+        drift_warn=0.1,
+        drift_fail=0.25,
     )
 
 

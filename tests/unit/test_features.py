@@ -30,22 +30,13 @@ def test_transform_standardises_clips_and_one_hot_encodes(frame, schema, tmp_pat
     assert FeatureTransform.load(path) == transform
 
 
-def test_boolean_categoricals_match_between_clean_and_raw(data_params):
-    from pipelines.config import ValidateParams
+def test_boolean_categoricals_match_between_clean_and_raw(data_params, validate_params):
     from pipelines.schema import infer_schema
     from pipelines.validate import clean_rows
 
     raw = pd.DataFrame({"flag": [True, False] * 50, "x": np.arange(100.0), "label": [0, 1] * 50})
     schema = infer_schema(raw, data_params, 10, 0.5, 10)
-    cfg = ValidateParams(
-        max_categories=10,
-        min_rows=10,
-        null_policy="impute",
-        out_of_range_policy="clip",
-        unseen_category_policy="unknown",
-        range_margin=0.5,
-    )
-    clean = clean_rows(raw, schema, cfg).clean
+    clean = clean_rows(raw, schema, validate_params).clean
     transform = FeatureTransform.fit(clean, schema)
     assert np.array_equal(transform.transform(clean), transform.transform(raw))
 

@@ -1,0 +1,74 @@
+"""Drift of a cleaned snapshot against the reference: the last snapshot that passed validation.
+
+The reference is kept as a compact profile (``data/reference/<dataset>.json``, a persisted DVC
+output of the validate stage, so it is versioned with the data): decile bin edges and shares for
+each numeric feature, category shares for each categorical feature, and the label shares.
+Distance is the population stability index (PSI), one figure per feature plus one for the
+label, so a single pair of thresholds reads the same everywhere (0.1 is a usual warning level,
+0.25 a usual action level).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipelines.schema import Schema
+
+BINS = 10
+# Empty bins would make PSI infinite; this floor is the usual smoothing.
+SHARE_FLOOR = 1e-4
+
+
+def profile(clean: pd.DataFrame, schema: Schema) -> dict:
+    """The reference profile of a cleaned frame (target already 0/1)."""
+    numeric = {}
+    for name in schema.numeric:
+        values = clean[name].to_numpy("float64")
+        edges = np.unique(np.quantile(values, np.linspace(0, 1, BINS + 1)[1:-1]))
+        numeric[name] = {"edges": edges.tolist(), "shares": _binned(values, edges).tolist()}
+    categorical = {name: _category_shares(clean[name]) for name in schema.categorical}
+    return {
+        "rows": len(clean),
+        "numeric": numeric,
+        "categorical": categorical,
+        "label": _category_shares(clean[schema.target]),
+    }
+
+
+def population_stability(expected: np.ndarray, actual: np.ndarray) -> float:
+    expected = np.clip(np.asarray(expected, "float64"), SHARE_FLOOR, None)
+    actual = np.clip(np.asarray(actual, "float64"), SHARE_FLOOR, None)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+def compare(reference: dict, clean: pd.DataFrame, schema: Schema) -> dict[str, float]:
+    """PSI per feature present in both the reference and the schema, and for the label."""
+    drift = {}
+    for name, ref in reference["numeric"].items():
+        if name in schema.numeric:
+            current = _binned(clean[name].to_numpy("float64"), np.asarray(ref["edges"]))
+            drift[name] = population_stability(ref["shares"], current)
+    for name, ref in reference["categorical"].items():
+        if name in schema.categorical:
+            drift[name] = _category_psi(ref, _category_shares(clean[name]))
+    drift[schema.target] = _category_psi(reference["label"], _category_shares(clean[schema.target]))
+    return {name: round(value, 6) for name, value in drift.items()}
+
+
+def _binned(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
+    return counts / max(len(values), 1)
+
+
+def _category_shares(series: pd.Series) -> dict[str, float]:
+    shares = series.astype(str).value_counts(normalize=True).sort_index()
+    return {str(k): float(v) for k, v in shares.items()}
+
+
+def _category_psi(reference: dict[str, float], current: dict[str, float]) -> float:
+    levels = sorted(set(reference) | set(current))
+    return population_stability(
+        [reference.get(level, 0.0) for level in levels],
+        [current.get(level, 0.0) for level in levels],
+    )

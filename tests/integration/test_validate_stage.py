@@ -1,0 +1,66 @@
+"""The validate stage under real `dvc repro`: drift stops the run and nothing accepted is lost."""
+
+import hashlib
+import re
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.integration.conftest import make_repo_copy
+
+pytestmark = pytest.mark.integration
+
+KEPT = [
+    "data/validated/clean.parquet",
+    "data/validated/quarantine.parquet",
+    "data/validated/data_docs/index.html",
+    "data/reference/landing__is_fraud.json",
+    "data/metrics/validate.json",
+]
+
+
+def digests(root) -> dict[str, str]:
+    return {p: hashlib.sha256((root / p).read_bytes()).hexdigest() for p in KEPT}
+
+
+def validate_lock(repo) -> dict:
+    return yaml.safe_load((repo.root / "dvc.lock").read_text())["stages"]["validate"]
+
+
+def test_drift_stops_the_run_and_keeps_the_accepted_outputs(tmp_path):
+    repo = make_repo_copy(tmp_path / "repo")
+    repo.python("-m", "pipelines.simulate", check=True)
+    repo.dvc("repro", "validate", check=True)
+    accepted = digests(repo.root)
+    accepted_lock = validate_lock(repo)
+
+    for partition in sorted((repo.root / "data/landing").glob("*.parquet"))[-2:]:
+        day = pd.read_parquet(partition)
+        day["amount"] = day["amount"] * 8
+        day["channel"] = "online"
+        day.to_parquet(partition, index=False)
+    result = repo.dvc("repro", "validate")
+
+    assert result.returncode != 0
+    assert "drift against the last accepted snapshot above validate.drift_fail=0.25" in (
+        result.output
+    )
+    assert "column 'amount' PSI" in result.output and "column 'channel' PSI" in result.output
+    assert digests(repo.root) == accepted
+    assert validate_lock(repo) == accepted_lock
+    assert (repo.root / "data/validated/data_docs_failed/index.html").exists()
+
+
+def test_pii_never_leaves_the_validate_stage(pipeline_repo):
+    repo, _ = pipeline_repo
+    emails = pd.read_parquet(repo.root / "data/raw/snapshot.parquet")["customer_email"]
+    assert emails.str.endswith("@example.com").all()
+    leaks = [
+        path
+        for folder in ("data/validated", "data/splits", "data/reference", "data/metrics", "mlflow")
+        for path in (repo.root / folder).rglob("*")
+        if path.is_file() and re.search(rb"customer\d{6}@example\.com", path.read_bytes())
+    ]
+    assert leaks == []
+    assert "customer_email" not in pd.read_parquet(repo.root / "data/validated/clean.parquet")

@@ -1,0 +1,56 @@
+import logging
+
+import numpy as np
+import pytest
+
+from pipelines import drift
+from pipelines.errors import PipelineError
+from pipelines.validate import clean_rows, validate
+from tests.conftest import make_frame
+
+
+@pytest.fixture
+def reference(schema, validate_params):
+    return drift.profile(clean_rows(make_frame(seed=1), schema, validate_params).clean, schema)
+
+
+def test_same_distribution_has_small_psi(schema, validate_params, reference):
+    current = clean_rows(make_frame(seed=2), schema, validate_params).clean
+    psi = drift.compare(reference, current, schema)
+    assert set(psi) == {"amount", "age", "color", "label"}
+    assert max(psi.values()) < 0.1
+
+
+def test_shifted_features_and_label_are_each_flagged(schema, validate_params, reference):
+    frame = make_frame(seed=2)
+    frame["amount"] = frame["amount"] * 4
+    frame["color"] = np.where(frame.index % 5 == 0, "red", "blue")
+    frame["label"] = (frame.index % 3 == 0).astype("int64")
+    psi = drift.compare(reference, clean_rows(frame, schema, validate_params).clean, schema)
+    assert psi["amount"] > 0.25 and psi["color"] > 0.25 and psi["label"] > 0.25
+    assert psi["age"] < 0.1
+
+
+def test_psi_is_zero_for_identical_shares_and_grows_with_distance():
+    assert drift.population_stability([0.5, 0.5], [0.5, 0.5]) == 0
+    small = drift.population_stability([0.5, 0.5], [0.45, 0.55])
+    large = drift.population_stability([0.5, 0.5], [0.1, 0.9])
+    assert 0 < small < large
+
+
+def test_failing_drift_stops_validation_and_names_the_column(
+    schema, validate_params, reference, tmp_path
+):
+    frame = make_frame(seed=2)
+    frame["age"] = np.clip(frame["age"] + 40, 0, 120)
+    with pytest.raises(PipelineError, match=r"drift_fail=0.25: column 'age' PSI \d"):
+        validate(frame, schema, validate_params, tmp_path, reference)
+
+
+def test_warning_drift_is_logged_and_reported(schema, validate_params, reference, tmp_path, caplog):
+    frame = make_frame(seed=2)
+    lenient = validate_params.model_copy(update={"drift_warn": 0.001, "drift_fail": 10.0})
+    with caplog.at_level(logging.WARNING):
+        cleaned = validate(frame, schema, lenient, tmp_path, reference)
+    assert cleaned.drift["amount"] > 0.001
+    assert "drift warning: column 'amount'" in caplog.text
