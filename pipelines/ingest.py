@@ -8,6 +8,7 @@ store.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 from dataclasses import dataclass
@@ -123,6 +124,11 @@ def combine(frames: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
 
 
 def ingest(data: DataParams, cfg: IngestParams) -> tuple[pd.DataFrame, dict]:
+    """The snapshot (partitions concatenated in name order) and a report with its manifest.
+
+    ``report["partitions"]`` lists each file with its row count and content hash, in snapshot
+    order, so that validate can tell which rows came from partitions it already accepted.
+    """
     files = list_source_files(data.source, cfg.file_format)
     log.info("reading %d file(s) from %s", len(files), data.source)
     frames = []
@@ -140,6 +146,14 @@ def ingest(data: DataParams, cfg: IngestParams) -> tuple[pd.DataFrame, dict]:
         "columns": snapshot.shape[1],
         "files": len(files),
         "bytes": sum(len(f.payload) for f in files),
+        "partitions": [
+            {
+                "file": source_file.name,
+                "rows": len(frame),
+                "sha256": hashlib.sha256(source_file.payload).hexdigest(),
+            }
+            for source_file, (_, frame) in zip(files, frames, strict=True)
+        ],
     }
     return snapshot, report
 
@@ -148,6 +162,7 @@ def main() -> None:
     params = load_params()
     snapshot, report = ingest(params.data, params.ingest)
     write_parquet_atomic(snapshot, paths.RAW_SNAPSHOT)
+    write_json_atomic(report.pop("partitions"), paths.RAW_MANIFEST)
     write_json_atomic(report, paths.INGEST_METRICS)
     log.info(
         "snapshot %s: %d rows x %d columns", paths.RAW_SNAPSHOT, report["rows"], report["columns"]

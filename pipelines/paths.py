@@ -13,12 +13,14 @@ DATA = Path("data")
 LANDING = DATA / "landing"
 
 RAW_SNAPSHOT = DATA / "raw" / "snapshot.parquet"
+RAW_MANIFEST = DATA / "raw" / "partitions.json"
 
 SCHEMAS = DATA / "schemas"
 VALIDATED = DATA / "validated"
 CLEAN = VALIDATED / "clean.parquet"
 QUARANTINE = VALIDATED / "quarantine.parquet"
 DATA_DOCS = VALIDATED / "data_docs"
+ACCEPTED_PARTITIONS = VALIDATED / "accepted.json"
 # Data Docs of a run that failed a critical check: not an output, kept for the user to read.
 FAILED_DATA_DOCS = VALIDATED / "data_docs_failed"
 REFERENCE = DATA / "reference"

@@ -1,6 +1,7 @@
 """The validate stage under real `dvc repro`: drift stops the run and nothing accepted is lost."""
 
 import hashlib
+import json
 import re
 
 import pandas as pd
@@ -64,3 +65,22 @@ def test_pii_never_leaves_the_validate_stage(pipeline_repo):
     ]
     assert leaks == []
     assert "customer_email" not in pd.read_parquet(repo.root / "data/validated/clean.parquet")
+
+
+def test_only_new_partitions_are_validated_and_the_result_equals_a_full_run(tmp_path):
+    repo = make_repo_copy(tmp_path / "repo")
+    repo.python("-m", "pipelines.simulate", check=True)
+    repo.dvc("repro", "validate", check=True)
+    repo.python("-m", "pipelines.simulate", "--first-day", "3", "--days", "1", check=True)
+    repo.dvc("repro", "validate", check=True)
+    report = json.loads((repo.root / "data/metrics/validate.json").read_text())
+    assert (report["partitions_total"], report["partitions_validated"]) == (4, 1)
+    assert report["rows_validated"] < report["rows_in"] / 3
+    incremental = pd.read_parquet(repo.root / "data/validated/clean.parquet")
+
+    forced = repo.dvc("repro", "--force", "validate", check=True)
+    assert "4 partition(s): 4 already accepted, 0 to validate" in forced.output
+
+    (repo.root / "data/validated/accepted.json").unlink()
+    repo.python("-m", "pipelines.validate", check=True)
+    assert pd.read_parquet(repo.root / "data/validated/clean.parquet").equals(incremental)
