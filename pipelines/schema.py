@@ -121,7 +121,7 @@ def canonical_label(value: object) -> str:
 
 def canonical_labels(series: pd.Series) -> pd.Series:
     """Canonical string labels; nulls stay null."""
-    return series.map(canonical_label, na_action="ignore").astype("object")
+    return _map_distinct(series, canonical_label)
 
 
 def category_text(series: pd.Series) -> pd.Series:
@@ -132,7 +132,14 @@ def category_text(series: pd.Series) -> pd.Series:
             return str(bool(value)).lower()
         return str(value)
 
-    return series.map(one, na_action="ignore").astype("object")
+    return _map_distinct(series, one)
+
+
+def _map_distinct(series: pd.Series, function) -> pd.Series:
+    """``series.map(function)`` calling ``function`` once per distinct value (nulls stay null)."""
+    codes, distinct = pd.factorize(series, use_na_sentinel=True)
+    mapped = np.array([function(value) for value in distinct] + [None], dtype=object)
+    return pd.Series(mapped[codes], index=series.index, dtype="object")
 
 
 def dataset_slug(data: DataParams) -> str:

@@ -1,0 +1,110 @@
+"""Validation plus cleaning against reading the same Parquet file, at 10k, 100k and 1M rows.
+
+The frame has 30 columns (20 numeric, 7 categorical, an id, a timestamp and the label) and
+realistic dirt (nulls, infinities, outliers, unseen categories, duplicates). The schema is
+inferred beforehand and a drift reference taken from a second sample, as in a weekly run.
+Reported per size: the Parquet read, the whole ``validate()`` call (Great Expectations
+checkpoint with Data Docs, cleaning, drift), its parts, and the ratio validate / read.
+
+    python bench/validate_speed.py [--rows 10000,100000,1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import default_params  # noqa: E402
+from pipelines import drift  # noqa: E402
+from pipelines.config import DataParams  # noqa: E402
+from pipelines.schema import infer_schema  # noqa: E402
+from pipelines.validate import clean_rows, run_expectations, validate  # noqa: E402
+
+N_NUMERIC, N_CATEGORICAL = 20, 7
+
+
+def dirty_frame(rows: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    label = (rng.random(rows) < 0.02).astype("int64")
+    data: dict[str, object] = {"event_id": [f"e{seed}-{i:08d}" for i in range(rows)]}
+    data["event_time"] = pd.Timestamp("2026-01-01") + pd.to_timedelta(
+        rng.integers(0, 86_400 * 7, rows), unit="s"
+    )
+    for i in range(N_NUMERIC):
+        values = rng.lognormal(1 + i % 3, 0.5, rows) + label * (i % 4)
+        values[rng.random(rows) < 0.002] = np.nan
+        values[rng.random(rows) < 0.0005] = 1e9
+        data[f"num_{i:02d}"] = values
+    for j in range(N_CATEGORICAL):
+        levels = np.array([f"level_{k}" for k in range(3 + 3 * j)], dtype=object)
+        values = levels[rng.integers(0, len(levels), rows)]
+        values[rng.random(rows) < 0.0005] = "never_seen"
+        data[f"cat_{j}"] = values
+    data["label"] = label
+    frame = pd.DataFrame(data)
+    duplicates = frame.sample(frac=0.002, random_state=seed)
+    return pd.concat([frame, duplicates], ignore_index=True)
+
+
+def timed(function, *args):
+    started = time.perf_counter()
+    result = function(*args)
+    return result, time.perf_counter() - started
+
+
+def context_setup_seconds() -> float:
+    """Importing Great Expectations and creating the context: paid once per stage run."""
+    started = time.perf_counter()
+    import great_expectations as gx
+
+    gx.get_context(mode="ephemeral")
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", default="10000,100000,1000000")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    cfg = default_params().validate_
+    data = DataParams(source="bench", target="label", positive_label=1)
+    sample = dirty_frame(20_000, seed=1)
+    schema = infer_schema(sample, data, cfg.max_categories, cfg.range_margin, cfg.min_rows)
+    schema = schema.model_copy(update={"max_rows": None})
+    reference = drift.profile(clean_rows(sample, schema, cfg).clean, schema)
+    print(f"Great Expectations import + context, once per stage: {context_setup_seconds():.2f} s")
+    print(
+        f"{'rows':>9} {'read':>7} {'validate':>9} {'ratio':>6} | {'GX+docs':>8} {'clean':>6} "
+        f"{'drift':>6} {'us/row':>7}"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        for rows in (int(r) for r in args.rows.split(",")):
+            path = Path(tmp) / f"{rows}.parquet"
+            dirty_frame(rows, seed=2).to_parquet(path, index=False)
+            pd.read_parquet(path)  # warm the page cache so both sides read from memory
+            raw, read_s = timed(pd.read_parquet, path)
+            _, validate_s = timed(validate, raw, schema, cfg, Path(tmp) / f"docs{rows}", reference)
+            _, gx_s = timed(run_expectations, raw, schema, Path(tmp) / f"gx{rows}")
+            cleaned, clean_s = timed(clean_rows, raw, schema, cfg)
+            _, drift_s = timed(drift.compare, reference, cleaned.clean, schema)
+            print(
+                f"{len(raw):>9} {read_s:>6.2f}s {validate_s:>8.2f}s {validate_s / read_s:>5.1f}x | "
+                f"{gx_s:>7.2f}s {clean_s:>5.2f}s {drift_s:>5.2f}s "
+                f"{validate_s / len(raw) * 1e6:>6.1f}",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
