@@ -29,13 +29,22 @@ def simulated(params: Params) -> tuple[pd.DataFrame, Schema]:
     return prepare(raw, DataParams(source="sim", target="is_fraud", positive_label=1), params)
 
 
-def breast_cancer(params: Params) -> tuple[pd.DataFrame, Schema]:
+def breast_cancer(params: Params, malignant_share: float = 0.1) -> tuple[pd.DataFrame, Schema]:
+    """scikit-learn's breast-cancer data with malignant cases thinned to ``malignant_share``.
+
+    The raw data is 37% malignant, above any sensible rebalancing target, so every strategy
+    would be a no-op; thinning the positives (seeded) makes it imbalanced like our users' data.
+    """
     from sklearn.datasets import load_breast_cancer
 
     bunch = load_breast_cancer(as_frame=True)
     raw = bunch.frame.assign(diagnosis=bunch.target.map({0: "malignant", 1: "benign"})).drop(
         columns="target"
     )
+    benign = raw[raw["diagnosis"] == "benign"]
+    keep = round(malignant_share * len(benign) / (1 - malignant_share))
+    malignant = raw[raw["diagnosis"] == "malignant"].sample(n=keep, random_state=params.seed)
+    raw = pd.concat([benign, malignant]).sort_index().reset_index(drop=True)
     return prepare(
         raw, DataParams(source="bc", target="diagnosis", positive_label="malignant"), params
     )

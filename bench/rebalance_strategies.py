@@ -16,6 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np  # noqa: E402
 from sklearn.metrics import average_precision_score, roc_auc_score  # noqa: E402
 
 from bench.common import breast_cancer, default_params, simulated  # noqa: E402
@@ -31,49 +32,45 @@ DEFAULT = "none,class_weight,smote,smote_nc,adasyn,smote_tomek"
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--strategies", default=DEFAULT)
+    parser.add_argument("--seeds", type=int, default=3, help="repeats: split, model and sampler")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     params = default_params()
+    seeds = range(params.seed, params.seed + args.seeds)
     rows = []
     for name, (frame, schema) in {
-        "simulated fraud": simulated(params),
-        "breast cancer": breast_cancer(params),
+        "simulated fraud (2% positive)": simulated(params),
+        "breast cancer (malignant thinned to 10%)": breast_cancer(params),
     }.items():
-        train_split, val, test = split(frame, schema, params.split, params.seed)
         for strategy in args.strategies.split(","):
-            cfg = params.rebalance.model_copy(update={"strategy": strategy})
             if strategy == "smote_nc" and not schema.categorical:
-                rows.append((name, strategy, None, None, None, "no categorical features"))
+                rows.append((name, strategy, "n/a (no categorical features)", "n/a", "n/a"))
                 continue
-            started = time.perf_counter()
-            rebalanced, report = rebalance(train_split, schema, cfg, params.seed)
-            augmented, _ = augment(rebalanced, schema, params.augment, params.seed)
-            result = train(
-                augmented, val, schema, params.train, params.seed, report.get("class_weight")
-            )
-            scores = predict_proba(result.model, result.transform.transform(test))
-            labels = test[schema.target].to_numpy()
-            rows.append(
-                (
-                    name,
-                    strategy,
-                    average_precision_score(labels, scores),
-                    roc_auc_score(labels, scores),
-                    time.perf_counter() - started,
-                    "",
+            cfg = params.rebalance.model_copy(update={"strategy": strategy})
+            pr_aucs, roc_aucs, started = [], [], time.perf_counter()
+            for seed in seeds:
+                train_split, val, test = split(frame, schema, params.split, seed)
+                rebalanced, report = rebalance(train_split, schema, cfg, seed)
+                augmented, _ = augment(rebalanced, schema, params.augment, seed)
+                result = train(
+                    augmented, val, schema, params.train, seed, report.get("class_weight")
                 )
-            )
-            print(
-                f"{name:16s} {strategy:14s} PR-AUC {rows[-1][2]:.4f} ROC-AUC {rows[-1][3]:.4f}",
-                flush=True,
-            )
-    print("\n| dataset | strategy | test PR-AUC | test ROC-AUC | seconds |")
+                scores = predict_proba(result.model, result.transform.transform(test))
+                labels = test[schema.target].to_numpy()
+                pr_aucs.append(average_precision_score(labels, scores))
+                roc_aucs.append(roc_auc_score(labels, scores))
+            seconds = (time.perf_counter() - started) / len(seeds)
+            rows.append((name, strategy, spread(pr_aucs), spread(roc_aucs), f"{seconds:.1f}"))
+            print(" | ".join(rows[-1]), flush=True)
+    print(f"\nmean +- sd over seeds {list(seeds)}; rebalance params as in params.yaml")
+    print("| dataset | strategy | test PR-AUC | test ROC-AUC | seconds per run |")
     print("|---|---|---|---|---|")
-    for name, strategy, pr_auc, roc_auc, seconds, note in rows:
-        if pr_auc is None:
-            print(f"| {name} | {strategy} | n/a | n/a | {note} |")
-        else:
-            print(f"| {name} | {strategy} | {pr_auc:.4f} | {roc_auc:.4f} | {seconds:.1f} |")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+def spread(values: list[float]) -> str:
+    return f"{np.mean(values):.3f} +- {np.std(values):.3f}"
 
 
 if __name__ == "__main__":
