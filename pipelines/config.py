@@ -129,6 +129,20 @@ class TrainParams(Section):
 
 class EvaluateParams(Section):
     calibration_bins: int = Field(ge=2)
+    threshold_objective: Literal["f1", "cost"] = Field(
+        description="On validation: maximise F1, or minimise cost_fp x FP + cost_fn x FN"
+    )
+    cost_fp: float = Field(ge=0, description="cost of one false positive (objective: cost)")
+    cost_fn: float = Field(ge=0, description="cost of one false negative (objective: cost)")
+    target_precision: float = Field(gt=0, le=1, description="reported: recall at this precision")
+    target_recall: float = Field(gt=0, le=1, description="reported: precision at this recall")
+    baselines: bool = Field(description="also fit logistic regression and gradient boosting")
+
+    @model_validator(mode="after")
+    def _costs_given(self) -> EvaluateParams:
+        if self.threshold_objective == "cost" and self.cost_fp + self.cost_fn == 0:
+            raise ValueError("threshold_objective: cost needs cost_fp or cost_fn above 0")
+        return self
 
 
 class QuantizeParams(Section):

@@ -1,8 +1,10 @@
 """Evaluate: honest metrics of the trained model on the untouched test split.
 
-The decision threshold is chosen on the validation split (the F1-maximising one) and only
-then applied to test. Writes test metrics (PR-AUC first), curves as DVC plots files, and
-PNG plots for MLflow.
+The decision threshold is chosen on the validation split (maximum F1, or minimum expected
+cost from ``evaluate.cost_fp`` / ``cost_fn``) and only then applied to test. Writes test
+metrics (PR-AUC first), recall at a fixed precision and precision at a fixed recall, the same
+metrics for two baselines fitted on the same training split (class-weighted logistic
+regression and HistGradientBoosting), curves as DVC plots files, and PNG plots for MLflow.
 """
 
 from __future__ import annotations
@@ -31,6 +33,76 @@ def best_f1_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     precision, recall, thresholds = metrics.precision_recall_curve(labels, scores)
     f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
     return float(thresholds[int(np.argmax(f1))])
+
+
+def min_cost_threshold(
+    labels: np.ndarray, scores: np.ndarray, cost_fp: float, cost_fn: float
+) -> float:
+    """The threshold minimising cost_fp x false positives + cost_fn x false negatives."""
+    order = np.argsort(-scores, kind="stable")
+    ranked, ranked_labels = scores[order], labels[order]
+    true_pos = np.cumsum(ranked_labels)
+    false_pos = np.cumsum(1 - ranked_labels)
+    # Flagging everything scoring >= ranked[i] flags rows 0..last[i], ties included.
+    last = np.r_[np.nonzero(np.diff(ranked))[0], len(ranked) - 1]
+    cost = cost_fp * false_pos[last] + cost_fn * (labels.sum() - true_pos[last])
+    if cost_fn * labels.sum() < cost.min():  # flagging nothing is cheapest
+        return float(np.nextafter(ranked[0], np.inf))
+    return float(ranked[last][int(np.argmin(cost))])
+
+
+def choose_threshold(labels: np.ndarray, scores: np.ndarray, cfg: EvaluateParams) -> float:
+    if cfg.threshold_objective == "cost":
+        return min_cost_threshold(labels, scores, cfg.cost_fp, cfg.cost_fn)
+    return best_f1_threshold(labels, scores)
+
+
+def operating_points(labels: np.ndarray, scores: np.ndarray, cfg: EvaluateParams) -> dict:
+    """Recall at the target precision and precision at the target recall (0 if unreachable)."""
+    precision, recall, _ = metrics.precision_recall_curve(labels, scores)
+    reach_precision = precision >= cfg.target_precision
+    reach_recall = recall >= cfg.target_recall
+    return {
+        "recall_at_precision": float(recall[reach_precision].max())
+        if reach_precision.any()
+        else 0.0,
+        "precision_at_recall": float(precision[reach_recall].max()) if reach_recall.any() else 0.0,
+        "target_precision": cfg.target_precision,
+        "target_recall": cfg.target_recall,
+    }
+
+
+def baseline_models(train: pd.DataFrame, schema, seed: int) -> dict:
+    """Class-weighted logistic regression and HistGradientBoosting on the training split."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    transform = FeatureTransform.fit(train, schema)
+    features, labels = transform.transform(train), train[schema.target].to_numpy()
+    models = {
+        "logistic_regression": LogisticRegression(
+            class_weight="balanced", max_iter=2000, random_state=seed
+        ),
+        "hist_gradient_boosting": HistGradientBoostingClassifier(
+            class_weight="balanced", random_state=seed
+        ),
+    }
+    return {name: (transform, model.fit(features, labels)) for name, model in models.items()}
+
+
+def score_report(
+    val: pd.DataFrame,
+    test: pd.DataFrame,
+    target: str,
+    val_scores: np.ndarray,
+    test_scores: np.ndarray,
+    cfg: EvaluateParams,
+) -> dict:
+    """Test metrics at the threshold chosen on validation, plus the operating points."""
+    threshold = choose_threshold(val[target].to_numpy(), val_scores, cfg)
+    labels = test[target].to_numpy()
+    report = metrics_at_threshold(labels, test_scores, threshold, cfg.calibration_bins)
+    return report | operating_points(labels, test_scores, cfg)
 
 
 def expected_calibration_error(labels: np.ndarray, scores: np.ndarray, bins: int) -> float:
@@ -68,12 +140,29 @@ def metrics_at_threshold(
 
 
 def curves(
-    labels: np.ndarray, scores: np.ndarray, threshold: float, bins: int
+    labels: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    bins: int,
+    val_labels: np.ndarray,
+    val_scores: np.ndarray,
 ) -> dict[str, pd.DataFrame]:
     precision, recall, _ = metrics.precision_recall_curve(labels, scores)
     fpr, tpr, _ = metrics.roc_curve(labels, scores)
     observed, predicted = _calibration(labels, scores, bins)
+    val_precision, val_recall, val_thresholds = metrics.precision_recall_curve(
+        val_labels, val_scores
+    )
     return {
+        "threshold": _thin(
+            pd.DataFrame(
+                {
+                    "threshold": val_thresholds,
+                    "precision": val_precision[:-1],
+                    "recall": val_recall[:-1],
+                }
+            )
+        ),
         "pr": _thin(pd.DataFrame({"recall": recall, "precision": precision})),
         "roc": _thin(pd.DataFrame({"fpr": fpr, "tpr": tpr})),
         "confusion": pd.DataFrame(
@@ -154,6 +243,13 @@ def render_plots(tables: dict[str, pd.DataFrame], history: pd.DataFrame, report:
         title=f"calibration (ECE {report['ece']:.3f})",
     )
     save(fig, "calibration")
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for column in ("precision", "recall"):
+        ax.plot(tables["threshold"]["threshold"], tables["threshold"][column], label=column)
+    ax.axvline(report["threshold"], linestyle="--", color="grey", label="chosen")
+    ax.set(xlabel="threshold", title="precision / recall by threshold (validation)")
+    ax.legend()
+    save(fig, "threshold")
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     for ax, metric in zip(axes, ("loss", "pr_auc"), strict=True):
         for column, label in ((metric, "train (resampled)"), (f"val_{metric}", "validation")):
@@ -172,25 +268,55 @@ def main() -> None:
     transform = FeatureTransform.load(paths.FEATURE_TRANSFORM)
     val, test = read_parquet(paths.SPLIT_VAL), read_parquet(paths.SPLIT_TEST)
     val_scores = predict_proba(model, transform.transform(val))
-    threshold = best_f1_threshold(val[schema.target].to_numpy(), val_scores)
-    labels = test[schema.target].to_numpy()
     scores = predict_proba(model, transform.transform(test))
-    report = metrics_at_threshold(labels, scores, threshold, cfg.calibration_bins)
-    tables = curves(labels, scores, threshold, cfg.calibration_bins)
+    report = score_report(val, test, schema.target, val_scores, scores, cfg)
+    if cfg.baselines:
+        log.info("fitting baselines on the training split")
+        report["baselines"] = {
+            name: score_report(
+                val,
+                test,
+                schema.target,
+                baseline.predict_proba(fitted.transform(val))[:, 1],
+                baseline.predict_proba(fitted.transform(test))[:, 1],
+                cfg,
+            )
+            for name, (fitted, baseline) in baseline_models(
+                read_parquet(paths.SPLIT_TRAIN), schema, params.seed
+            ).items()
+        }
+    labels = test[schema.target].to_numpy()
+    tables = curves(
+        labels,
+        scores,
+        report["threshold"],
+        cfg.calibration_bins,
+        val[schema.target].to_numpy(),
+        val_scores,
+    )
     write_csv_atomic(tables["pr"], paths.PR_CURVE)
     write_csv_atomic(tables["roc"], paths.ROC_CURVE)
     write_csv_atomic(tables["confusion"], paths.CONFUSION)
     write_csv_atomic(tables["calibration"], paths.CALIBRATION)
+    write_csv_atomic(tables["threshold"], paths.THRESHOLD_CURVE)
     with atomic_dir(paths.PLOT_IMAGES) as out:
         render_plots(tables, read_csv(paths.TRAINING_HISTORY), report, out)
     write_json_atomic(report, paths.EVALUATE_METRICS)
     log.info(
-        "test PR-AUC %.4f, ROC-AUC %.4f, F1 %.4f at threshold %.4f (chosen on validation)",
+        "test PR-AUC %.4f, ROC-AUC %.4f, F1 %.4f at threshold %.4f (chosen on validation by %s)",
         report["pr_auc"],
         report["roc_auc"],
         report["f1"],
-        threshold,
+        report["threshold"],
+        cfg.threshold_objective,
     )
+    for name, baseline in report.get("baselines", {}).items():
+        log.info(
+            "baseline %s: test PR-AUC %.4f, ROC-AUC %.4f",
+            name,
+            baseline["pr_auc"],
+            baseline["roc_auc"],
+        )
 
 
 if __name__ == "__main__":

@@ -56,6 +56,7 @@ PR_CURVE = PLOTS / "pr_curve.csv"
 ROC_CURVE = PLOTS / "roc_curve.csv"
 CONFUSION = PLOTS / "confusion.csv"
 CALIBRATION = PLOTS / "calibration.csv"
+THRESHOLD_CURVE = PLOTS / "threshold.csv"
 PLOT_IMAGES = PLOTS / "images"
 
 MLFLOW_DIR = Path("mlflow")

@@ -13,6 +13,10 @@ def render(ingest: dict, validate: dict, evaluate: dict, register: dict) -> str:
     ui = "make ui"
     if register["tracking_uri"] != paths.MLFLOW_DEFAULT_URI:
         ui = f"open {register['tracking_uri']}"
+    baselines = [
+        f"  baseline {name:<22s}PR-AUC {b['pr_auc']:.4f}, ROC-AUC {b['roc_auc']:.4f}"
+        for name, b in evaluate.get("baselines", {}).items()
+    ]
     return "\n".join(
         [
             "",
@@ -21,6 +25,7 @@ def render(ingest: dict, validate: dict, evaluate: dict, register: dict) -> str:
             f"  rows quarantined   {validate['rows_quarantined']}  {validate['quarantined']}",
             f"  test PR-AUC        {evaluate['pr_auc']:.4f}",
             f"  test ROC-AUC       {evaluate['roc_auc']:.4f}",
+            *baselines,
             f"  model version      {register['model_name']} v{register['version']} @{register['alias']}",
             f"  gate               {register['reason']}",
             f"  MLflow UI          {ui}",

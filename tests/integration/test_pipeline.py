@@ -28,6 +28,10 @@ def test_full_repro_registers_a_champion(pipeline_repo):
     metrics = json.loads(repo.dvc("metrics", "show", "--json", check=True).stdout)
     evaluate = metrics[""]["data"]["data/metrics/evaluate.json"]["data"]
     assert 0 < evaluate["pr_auc"] <= 1 and 0.5 < evaluate["roc_auc"] <= 1
+    baselines = evaluate["baselines"]
+    assert set(baselines) == {"logistic_regression", "hist_gradient_boosting"}
+    assert all(0.5 < b["roc_auc"] <= 1 for b in baselines.values())
+    assert 0 <= evaluate["recall_at_precision"] <= 1
     register = json.loads((repo.root / "data/metrics/register.json").read_text())
     client = repo.mlflow_client()
     champion = client.get_model_version_by_alias(

@@ -2,8 +2,15 @@ import numpy as np
 import pytest
 from sklearn import metrics
 
-from pipelines.config import RegisterParams
-from pipelines.evaluate import best_f1_threshold, expected_calibration_error, metrics_at_threshold
+from pipelines.config import EvaluateParams, RegisterParams
+from pipelines.evaluate import (
+    baseline_models,
+    best_f1_threshold,
+    expected_calibration_error,
+    metrics_at_threshold,
+    min_cost_threshold,
+    operating_points,
+)
 from pipelines.register import gate_decision
 
 RNG = np.random.default_rng(0)
@@ -57,3 +64,64 @@ def test_gate_never_promotes_a_worse_model(challenger, champion, promoted):
     decision, reason = gate_decision(challenger, champion, GATE)
     assert decision is promoted
     assert f"{challenger:.4f}" in reason
+
+
+def evaluate_params(**changes):
+    base = dict(
+        calibration_bins=10,
+        threshold_objective="f1",
+        cost_fp=1.0,
+        cost_fn=20.0,
+        target_precision=0.8,
+        target_recall=0.8,
+        baselines=True,
+    )
+    return EvaluateParams(**(base | changes))
+
+
+def brute_force_cost(labels, scores, threshold, cost_fp, cost_fn):
+    predicted = scores >= threshold
+    return (
+        cost_fp * (predicted & (labels == 0)).sum() + cost_fn * (~predicted & (labels == 1)).sum()
+    )
+
+
+@pytest.mark.parametrize(("cost_fp", "cost_fn"), [(1, 1), (1, 20), (20, 1), (1, 0.001)])
+def test_min_cost_threshold_beats_every_other_threshold(cost_fp, cost_fn):
+    threshold = min_cost_threshold(LABELS, SCORES, cost_fp, cost_fn)
+    best = brute_force_cost(LABELS, SCORES, threshold, cost_fp, cost_fn)
+    for other in np.r_[np.unique(SCORES), 1.1]:
+        assert best <= brute_force_cost(LABELS, SCORES, other, cost_fp, cost_fn) + 1e-9
+
+
+def test_dearer_misses_lower_the_threshold():
+    cautious = min_cost_threshold(LABELS, SCORES, cost_fp=1, cost_fn=50)
+    relaxed = min_cost_threshold(LABELS, SCORES, cost_fp=50, cost_fn=1)
+    assert cautious < relaxed
+
+
+def test_operating_points_match_the_pr_curve():
+    points = operating_points(LABELS, SCORES, evaluate_params(target_precision=0.5))
+    precision, recall, thresholds = metrics.precision_recall_curve(LABELS, SCORES)
+    at = thresholds[np.argmax(precision[:-1] >= 0.5)]
+    assert points["recall_at_precision"] >= metrics.recall_score(LABELS, SCORES >= at)
+    impossible = operating_points(LABELS, np.zeros_like(SCORES, dtype=float), evaluate_params())
+    assert impossible["recall_at_precision"] == 0.0
+
+
+def test_cost_objective_needs_a_cost():
+    with pytest.raises(ValueError, match="needs cost_fp or cost_fn"):
+        evaluate_params(threshold_objective="cost", cost_fp=0, cost_fn=0)
+
+
+def test_baselines_learn_the_signal(schema, validate_params):
+    from pipelines.validate import clean_rows
+    from tests.conftest import make_frame
+
+    clean = clean_rows(make_frame(n=3000, seed=5), schema, validate_params).clean
+    train, test = clean.iloc[:2000], clean.iloc[2000:]
+    fitted = baseline_models(train, schema, seed=0)
+    assert set(fitted) == {"logistic_regression", "hist_gradient_boosting"}
+    for transform, model in fitted.values():
+        scores = model.predict_proba(transform.transform(test))[:, 1]
+        assert metrics.roc_auc_score(test["label"], scores) > 0.65  # chance is 0.5
