@@ -137,6 +137,14 @@ class EvaluateParams(Section):
     target_precision: float = Field(gt=0, le=1, description="reported: recall at this precision")
     target_recall: float = Field(gt=0, le=1, description="reported: precision at this recall")
     baselines: bool = Field(description="also fit logistic regression and gradient boosting")
+    segment_column: str | None = Field(
+        description="categorical column for per-segment metrics; auto: the one with fewest "
+        "levels; null: none"
+    )
+    noise_levels: list[float] = Field(
+        description="robustness: Gaussian noise on numeric features, in training stds"
+    )
+    importance_repeats: int = Field(ge=0, description="permutation importance repeats; 0: off")
 
     @model_validator(mode="after")
     def _costs_given(self) -> EvaluateParams:

@@ -10,6 +10,7 @@ regression and HistGradientBoosting), curves as DVC plots files, and PNG plots f
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -17,9 +18,10 @@ from sklearn import metrics
 
 from pipelines import paths
 from pipelines.config import EvaluateParams, load_params
+from pipelines.errors import PipelineError
 from pipelines.features import FeatureTransform
 from pipelines.io import atomic_dir, read_csv, read_parquet, write_csv_atomic, write_json_atomic
-from pipelines.schema import load_schema, schema_path
+from pipelines.schema import Schema, load_schema, schema_path
 from pipelines.stage import run_stage
 from pipelines.tf_runtime import load_keras_model, predict_proba
 
@@ -103,6 +105,91 @@ def score_report(
     labels = test[target].to_numpy()
     report = metrics_at_threshold(labels, test_scores, threshold, cfg.calibration_bins)
     return report | operating_points(labels, test_scores, cfg)
+
+
+MAX_SEGMENTS = 20
+
+
+def pick_segment_column(schema, requested: str | None) -> str | None:
+    if requested != "auto":
+        if requested is not None and requested not in schema.categorical:
+            raise PipelineError(
+                f"evaluate.segment_column: {requested!r} is not a categorical feature "
+                f"(categorical: {schema.categorical})"
+            )
+        return requested
+    levels = {name: len(schema.columns[name].categories or []) for name in schema.categorical}
+    candidates = sorted((count, name) for name, count in levels.items() if count >= 2)
+    return candidates[0][1] if candidates else None
+
+
+def segment_metrics(
+    test: pd.DataFrame, scores: np.ndarray, target: str, column: str, threshold: float
+) -> dict[str, dict]:
+    """Metrics per value of ``column`` (the largest segments first), to expose bias."""
+    out = {}
+    for value in test[column].astype(str).value_counts().index[:MAX_SEGMENTS]:
+        rows = (test[column].astype(str) == value).to_numpy()
+        labels, part = test[target].to_numpy()[rows], scores[rows]
+        both = 0 < labels.sum() < len(labels)
+        predicted = part >= threshold
+        out[value] = {
+            "rows": int(rows.sum()),
+            "positives": int(labels.sum()),
+            "pr_auc": float(metrics.average_precision_score(labels, part)) if both else None,
+            "roc_auc": float(metrics.roc_auc_score(labels, part)) if both else None,
+            "recall": float(metrics.recall_score(labels, predicted, zero_division=0)),
+            "precision": float(metrics.precision_score(labels, predicted, zero_division=0)),
+        }
+    return out
+
+
+def noise_robustness(
+    test: pd.DataFrame,
+    score,
+    transform: FeatureTransform,
+    target: str,
+    levels: list[float],
+    seed: int,
+) -> dict[str, dict]:
+    """Test metrics with Gaussian noise of ``level`` training stds on every numeric feature."""
+    labels = test[target].to_numpy()
+    rng = np.random.default_rng(seed)
+    out = {}
+    for level in levels:
+        noisy = test.copy()
+        for name, std in zip(transform.numeric, transform.stds, strict=True):
+            values = pd.to_numeric(noisy[name], errors="coerce").to_numpy("float64")
+            noisy[name] = values + rng.normal(0.0, level * std, len(noisy))
+        noisy_scores = score(noisy)
+        out[f"noise_{level:g}"] = {
+            "pr_auc": float(metrics.average_precision_score(labels, noisy_scores)),
+            "roc_auc": float(metrics.roc_auc_score(labels, noisy_scores)),
+        }
+    return out
+
+
+def permutation_importance(
+    test: pd.DataFrame, score, features: list[str], target: str, repeats: int, seed: int
+) -> pd.DataFrame:
+    """Mean drop in test PR-AUC when one raw feature column is shuffled, largest first."""
+    if repeats == 0:
+        return pd.DataFrame(columns=["feature", "pr_auc_drop", "std"])
+    labels = test[target].to_numpy()
+    baseline = metrics.average_precision_score(labels, score(test))
+    rng = np.random.default_rng(seed)
+    rows = []
+    for name in features:
+        drops = []
+        for _ in range(repeats):
+            shuffled = test.copy()
+            shuffled[name] = test[name].to_numpy()[rng.permutation(len(test))]
+            drops.append(baseline - metrics.average_precision_score(labels, score(shuffled)))
+        rows.append(
+            {"feature": name, "pr_auc_drop": float(np.mean(drops)), "std": float(np.std(drops))}
+        )
+    table = pd.DataFrame(rows, columns=["feature", "pr_auc_drop", "std"])
+    return table.sort_values("pr_auc_drop", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def expected_calibration_error(labels: np.ndarray, scores: np.ndarray, bins: int) -> float:
@@ -250,6 +337,13 @@ def render_plots(tables: dict[str, pd.DataFrame], history: pd.DataFrame, report:
     ax.set(xlabel="threshold", title="precision / recall by threshold (validation)")
     ax.legend()
     save(fig, "threshold")
+    importance = tables.get("importance")
+    if importance is not None and not importance.empty:
+        shown = importance.head(20).iloc[::-1]
+        fig, ax = plt.subplots(figsize=(6, 0.3 * len(shown) + 1.2))
+        ax.barh(shown["feature"], shown["pr_auc_drop"], xerr=shown["std"])
+        ax.set(xlabel="test PR-AUC drop when shuffled", title="permutation importance")
+        save(fig, "importance")
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     for ax, metric in zip(axes, ("loss", "pr_auc"), strict=True):
         for column, label in ((metric, "train (resampled)"), (f"val_{metric}", "validation")):
@@ -260,45 +354,84 @@ def render_plots(tables: dict[str, pd.DataFrame], history: pd.DataFrame, report:
     save(fig, "training_curves")
 
 
-def main() -> None:
-    params = load_params()
-    cfg: EvaluateParams = params.evaluate
-    schema = load_schema(schema_path(params.data))
-    model = load_keras_model(paths.KERAS_MODEL)
-    transform = FeatureTransform.load(paths.FEATURE_TRANSFORM)
-    val, test = read_parquet(paths.SPLIT_VAL), read_parquet(paths.SPLIT_TEST)
-    val_scores = predict_proba(model, transform.transform(val))
-    scores = predict_proba(model, transform.transform(test))
-    report = score_report(val, test, schema.target, val_scores, scores, cfg)
+def evaluate(
+    score: Callable[[pd.DataFrame], np.ndarray],
+    transform: FeatureTransform,
+    splits: dict[str, pd.DataFrame],
+    schema: Schema,
+    cfg: EvaluateParams,
+    seed: int,
+) -> tuple[dict, dict[str, pd.DataFrame]]:
+    """The metrics report and the plot tables. ``score`` maps raw rows to probabilities;
+    ``splits`` holds train (for baselines only), val (for the threshold only) and test."""
+    val, test, target = splits["val"], splits["test"], schema.target
+    val_scores, scores = score(val), score(test)
+    report = score_report(val, test, target, val_scores, scores, cfg)
     if cfg.baselines:
         log.info("fitting baselines on the training split")
         report["baselines"] = {
             name: score_report(
                 val,
                 test,
-                schema.target,
+                target,
                 baseline.predict_proba(fitted.transform(val))[:, 1],
                 baseline.predict_proba(fitted.transform(test))[:, 1],
                 cfg,
             )
-            for name, (fitted, baseline) in baseline_models(
-                read_parquet(paths.SPLIT_TRAIN), schema, params.seed
-            ).items()
+            for name, (fitted, baseline) in baseline_models(splits["train"], schema, seed).items()
         }
-    labels = test[schema.target].to_numpy()
+    segment = pick_segment_column(schema, cfg.segment_column)
+    if segment:
+        report["segments"] = {
+            "column": segment,
+            "values": segment_metrics(test, scores, target, segment, report["threshold"]),
+        }
+    log.info("robustness and permutation importance on the test split")
+    report["robustness"] = noise_robustness(test, score, transform, target, cfg.noise_levels, seed)
+    importance = permutation_importance(
+        test, score, schema.feature_columns, target, cfg.importance_repeats, seed
+    )
+    report["importance"] = dict(zip(importance["feature"], importance["pr_auc_drop"], strict=True))
     tables = curves(
-        labels,
+        test[target].to_numpy(),
         scores,
         report["threshold"],
         cfg.calibration_bins,
-        val[schema.target].to_numpy(),
+        val[target].to_numpy(),
         val_scores,
     )
-    write_csv_atomic(tables["pr"], paths.PR_CURVE)
-    write_csv_atomic(tables["roc"], paths.ROC_CURVE)
-    write_csv_atomic(tables["confusion"], paths.CONFUSION)
-    write_csv_atomic(tables["calibration"], paths.CALIBRATION)
-    write_csv_atomic(tables["threshold"], paths.THRESHOLD_CURVE)
+    tables["importance"] = importance
+    return report, tables
+
+
+def main() -> None:
+    params = load_params()
+    cfg: EvaluateParams = params.evaluate
+    schema = load_schema(schema_path(params.data))
+    model = load_keras_model(paths.KERAS_MODEL)
+    transform = FeatureTransform.load(paths.FEATURE_TRANSFORM)
+    splits = {
+        "train": read_parquet(paths.SPLIT_TRAIN),
+        "val": read_parquet(paths.SPLIT_VAL),
+        "test": read_parquet(paths.SPLIT_TEST),
+    }
+    report, tables = evaluate(
+        lambda frame: predict_proba(model, transform.transform(frame)),
+        transform,
+        splits,
+        schema,
+        cfg,
+        params.seed,
+    )
+    for name, path in (
+        ("pr", paths.PR_CURVE),
+        ("roc", paths.ROC_CURVE),
+        ("confusion", paths.CONFUSION),
+        ("calibration", paths.CALIBRATION),
+        ("threshold", paths.THRESHOLD_CURVE),
+        ("importance", paths.IMPORTANCE),
+    ):
+        write_csv_atomic(tables[name], path)
     with atomic_dir(paths.PLOT_IMAGES) as out:
         render_plots(tables, read_csv(paths.TRAINING_HISTORY), report, out)
     write_json_atomic(report, paths.EVALUATE_METRICS)

@@ -57,6 +57,7 @@ ROC_CURVE = PLOTS / "roc_curve.csv"
 CONFUSION = PLOTS / "confusion.csv"
 CALIBRATION = PLOTS / "calibration.csv"
 THRESHOLD_CURVE = PLOTS / "threshold.csv"
+IMPORTANCE = PLOTS / "importance.csv"
 PLOT_IMAGES = PLOTS / "images"
 
 MLFLOW_DIR = Path("mlflow")

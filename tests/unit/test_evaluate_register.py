@@ -3,13 +3,16 @@ import pytest
 from sklearn import metrics
 
 from pipelines.config import EvaluateParams, RegisterParams
+from pipelines.errors import PipelineError
 from pipelines.evaluate import (
     baseline_models,
     best_f1_threshold,
+    evaluate,
     expected_calibration_error,
     metrics_at_threshold,
     min_cost_threshold,
     operating_points,
+    pick_segment_column,
 )
 from pipelines.register import gate_decision
 
@@ -75,6 +78,9 @@ def evaluate_params(**changes):
         target_precision=0.8,
         target_recall=0.8,
         baselines=True,
+        segment_column="auto",
+        noise_levels=[0.1, 0.3],
+        importance_repeats=1,
     )
     return EvaluateParams(**(base | changes))
 
@@ -125,3 +131,46 @@ def test_baselines_learn_the_signal(schema, validate_params):
     for transform, model in fitted.values():
         scores = model.predict_proba(transform.transform(test))[:, 1]
         assert metrics.roc_auc_score(test["label"], scores) > 0.65  # chance is 0.5
+
+
+@pytest.fixture
+def evaluated_inputs(schema, validate_params):
+    from pipelines.validate import clean_rows
+    from tests.conftest import make_frame
+
+    clean = clean_rows(make_frame(n=3000, seed=5), schema, validate_params).clean
+    splits = {"train": clean.iloc[:1800], "val": clean.iloc[1800:2400], "test": clean.iloc[2400:]}
+    transform, model = baseline_models(splits["train"], schema, seed=0)["logistic_regression"]
+
+    def score(frame):
+        return model.predict_proba(transform.transform(frame))[:, 1]
+
+    return score, transform, splits
+
+
+def test_evaluate_reports_segments_robustness_and_importance(schema, evaluated_inputs):
+    score, transform, splits = evaluated_inputs
+    cfg = evaluate_params(noise_levels=[0.0, 3.0], importance_repeats=2)
+    report, tables = evaluate(score, transform, splits, schema, cfg, seed=0)
+    assert report["segments"]["column"] == "color"
+    assert sum(v["rows"] for v in report["segments"]["values"].values()) == len(splits["test"])
+    assert report["robustness"]["noise_0"]["pr_auc"] == pytest.approx(report["pr_auc"])
+    assert report["robustness"]["noise_3"]["roc_auc"] < report["roc_auc"]
+    assert next(iter(report["importance"])) == "amount"  # the only feature with signal
+    assert list(tables["importance"]["feature"]) == list(report["importance"])
+    assert set(report["baselines"]) == {"logistic_regression", "hist_gradient_boosting"}
+
+
+def test_threshold_never_looks_at_test_labels(schema, evaluated_inputs):
+    score, transform, splits = evaluated_inputs
+    cfg = evaluate_params(baselines=False, importance_repeats=0, noise_levels=[])
+    report, _ = evaluate(score, transform, splits, schema, cfg, seed=0)
+    flipped = splits | {"test": splits["test"].assign(label=1 - splits["test"]["label"])}
+    other, _ = evaluate(score, transform, flipped, schema, cfg, seed=0)
+    assert other["threshold"] == report["threshold"] and other["pr_auc"] != report["pr_auc"]
+
+
+def test_segment_column_must_be_categorical(schema):
+    with pytest.raises(PipelineError, match="evaluate.segment_column: 'amount'"):
+        pick_segment_column(schema, "amount")
+    assert pick_segment_column(schema, None) is None
