@@ -154,7 +154,12 @@ class EvaluateParams(Section):
 
 
 class QuantizeParams(Section):
+    variants: list[Literal["dynamic_range", "float16", "int8", "qat"]] = Field(min_length=1)
     max_pr_auc_drop: float = Field(ge=0, le=1)
+    max_recall_drop: float = Field(ge=0, le=1)
+    representative_rows: int = Field(ge=1, description="int8 calibration sample from train")
+    qat_epochs: int = Field(ge=1)
+    qat_learning_rate: float = Field(gt=0)
 
 
 class RegisterParams(Section):

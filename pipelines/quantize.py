@@ -1,90 +1,238 @@
-"""Quantize: convert the float model to a dynamic-range TFLite model, gated on test PR-AUC.
+"""Quantize: TFLite variants of the float model, each measured and gated on the test split.
 
-The TFLite variant is scored through the TFLite interpreter on the same test split as the
-float model. It is eligible for serving only if its PR-AUC drop is at most
-``quantize.max_pr_auc_drop``; otherwise the float model stays the serving artifact.
+Variants (``quantize.variants``):
+
+* ``dynamic_range``: int8 weights, float activations;
+* ``float16``: float16 weights;
+* ``int8``: full integer ops, calibrated on a representative sample of the training split
+  (float input and output, so the served interface does not change);
+* ``qat``: quantization-aware training with tensorflow-model-optimization, a short
+  fine-tune of the trained model on one device (tfmot does not support distribution
+  strategies), then int8 conversion like ``int8``.
+
+Each variant is scored through the TFLite interpreter on the test split: PR-AUC, ROC-AUC and
+recall at the threshold evaluate chose on validation, against the float model, plus file size,
+batch-1 latency and batch-256 throughput. A variant is eligible only if its PR-AUC drop is at
+most ``max_pr_auc_drop`` and its recall drop at most ``max_recall_drop``. The smallest eligible
+variant becomes ``model.tflite``; with none eligible the float model stays the serving one.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
-from sklearn.metrics import average_precision_score
+import pandas as pd
+from sklearn import metrics
 
 from pipelines import paths
 from pipelines.config import QuantizeParams, load_params
 from pipelines.features import FeatureTransform
-from pipelines.io import atomic_path, read_parquet, write_json_atomic
+from pipelines.io import atomic_path, read_json, read_parquet, write_json_atomic
 from pipelines.schema import load_schema, schema_path
 from pipelines.stage import run_stage
 from pipelines.tf_runtime import load_keras_model, predict_proba, tensorflow
 
 log = logging.getLogger(__name__)
 
+LATENCY_CALLS = 200
+THROUGHPUT_BATCH = 256
 
-def convert_dynamic_range(model) -> bytes:
+
+def convert(model, variant: str, representative: np.ndarray | None = None) -> bytes:
+    """TFLite bytes of ``model`` for a post-training variant (``qat`` converts like ``int8``)."""
     tf, _ = tensorflow()
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if variant == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif variant in ("int8", "qat"):
+        # The converter insists on calibration rows for int8-only ops, even after QAT
+        # (whose learned ranges then take precedence).
+        rows = representative.astype("float32")
+        converter.representative_dataset = lambda: ([row[None, :]] for row in rows)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     return converter.convert()
 
 
-def tflite_predict(tflite_model: bytes, features: np.ndarray, batch: int = 1024) -> np.ndarray:
-    """Run a TFLite model over ``features`` in batches; return flat float64 scores."""
-    tf, _ = tensorflow()
-    interpreter = tf.lite.Interpreter(model_content=tflite_model)
-    input_index = interpreter.get_input_details()[0]["index"]
-    output_index = interpreter.get_output_details()[0]["index"]
-    scores = []
-    for start in range(0, len(features), batch):
-        chunk = features[start : start + batch]
-        interpreter.resize_tensor_input(input_index, list(chunk.shape))
-        interpreter.allocate_tensors()
-        interpreter.set_tensor(input_index, chunk)
-        interpreter.invoke()
-        scores.append(interpreter.get_tensor(output_index).reshape(-1))
-    return np.concatenate(scores).astype("float64")
+def quantization_aware(
+    model, features: np.ndarray, labels: np.ndarray, cfg: QuantizeParams, seed: int
+):
+    """Fine-tune a quantization-aware copy of ``model`` on the training features."""
+    import tensorflow_model_optimization as tfmot
+
+    _, keras = tensorflow()
+    keras.utils.set_random_seed(seed)
+    aware = tfmot.quantization.keras.quantize_model(model)
+    aware.compile(
+        optimizer=keras.optimizers.Adam(cfg.qat_learning_rate),
+        loss=keras.losses.BinaryCrossentropy(),
+    )
+    aware.fit(features, labels.astype("float32"), epochs=cfg.qat_epochs, batch_size=256, verbose=0)
+    return aware
 
 
-def gate(float_pr_auc: float, tflite_pr_auc: float, cfg: QuantizeParams) -> dict:
-    drop = float_pr_auc - tflite_pr_auc
-    eligible = drop <= cfg.max_pr_auc_drop
+class TFLiteScorer:
+    """One interpreter per variant, reused for scoring and timing."""
+
+    def __init__(self, tflite_model: bytes):
+        tf, _ = tensorflow()
+        self.interpreter = tf.lite.Interpreter(model_content=tflite_model, num_threads=1)
+        self.input_index = self.interpreter.get_input_details()[0]["index"]
+        self.output_index = self.interpreter.get_output_details()[0]["index"]
+        self.batch = -1
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        if len(features) != self.batch:
+            self.interpreter.resize_tensor_input(self.input_index, list(features.shape))
+            self.interpreter.allocate_tensors()
+            self.batch = len(features)
+        self.interpreter.set_tensor(self.input_index, features.astype("float32"))
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output_index).reshape(-1).astype("float64")
+
+    def predict(self, features: np.ndarray, batch: int = 1024) -> np.ndarray:
+        return np.concatenate(
+            [self(features[start : start + batch]) for start in range(0, len(features), batch)]
+        )
+
+    def speed(self, features: np.ndarray) -> dict[str, float]:
+        one = features[:1]
+        self(one)
+        started = time.perf_counter()
+        for _ in range(LATENCY_CALLS):
+            self(one)
+        latency = (time.perf_counter() - started) / LATENCY_CALLS
+        block = np.resize(features, (THROUGHPUT_BATCH * 8, features.shape[1]))
+        self(block[:THROUGHPUT_BATCH])
+        started = time.perf_counter()
+        for start in range(0, len(block), THROUGHPUT_BATCH):
+            self(block[start : start + THROUGHPUT_BATCH])
+        throughput = len(block) / (time.perf_counter() - started)
+        return {"latency_batch1_ms": latency * 1000, "throughput_batch256_rows_s": throughput}
+
+
+def keras_speed(model, features: np.ndarray) -> dict[str, float]:
+    """The float model's batch-1 latency and batch-256 throughput, called directly."""
+    one, block = features[:1], np.resize(features, (THROUGHPUT_BATCH * 8, features.shape[1]))
+    model(one, training=False)
+    started = time.perf_counter()
+    for _ in range(LATENCY_CALLS):
+        model(one, training=False)
+    latency = (time.perf_counter() - started) / LATENCY_CALLS
+    model(block[:THROUGHPUT_BATCH], training=False)
+    started = time.perf_counter()
+    for start in range(0, len(block), THROUGHPUT_BATCH):
+        model(block[start : start + THROUGHPUT_BATCH], training=False)
+    throughput = len(block) / (time.perf_counter() - started)
+    return {"latency_batch1_ms": latency * 1000, "throughput_batch256_rows_s": throughput}
+
+
+def quality(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
     return {
-        "float_pr_auc": float_pr_auc,
-        "dynamic_range_pr_auc": tflite_pr_auc,
-        "dynamic_range_pr_auc_drop": drop,
-        "dynamic_range_eligible": bool(eligible),
-        "serving_artifact": "dynamic_range" if eligible else "float",
+        "pr_auc": float(metrics.average_precision_score(labels, scores)),
+        "roc_auc": float(metrics.roc_auc_score(labels, scores)),
+        "recall": float(metrics.recall_score(labels, scores >= threshold, zero_division=0)),
     }
+
+
+def gate(variants: dict[str, dict], reference: dict[str, float], cfg: QuantizeParams) -> str:
+    """Mark each variant eligible or not; return the serving choice (smallest eligible)."""
+    for entry in variants.values():
+        entry["pr_auc_drop"] = reference["pr_auc"] - entry["pr_auc"]
+        entry["recall_drop"] = reference["recall"] - entry["recall"]
+        entry["eligible"] = bool(
+            entry["pr_auc_drop"] <= cfg.max_pr_auc_drop
+            and entry["recall_drop"] <= cfg.max_recall_drop
+        )
+    eligible = [name for name, entry in variants.items() if entry["eligible"]]
+    return min(eligible, key=lambda name: variants[name]["bytes"]) if eligible else "float"
+
+
+def quantize(
+    model,
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    test_features: np.ndarray,
+    test_labels: np.ndarray,
+    threshold: float,
+    cfg: QuantizeParams,
+    seed: int,
+) -> tuple[dict, dict[str, bytes]]:
+    """Build, score and gate every variant; return the report and each variant's bytes."""
+    float_scores = predict_proba(model, test_features)
+    reference = quality(test_labels, float_scores, threshold) | keras_speed(model, test_features)
+    rng = np.random.default_rng(seed)
+    sample = train_features[rng.permutation(len(train_features))[: cfg.representative_rows]]
+    built, variants = {}, {}
+    for variant in cfg.variants:
+        started = time.perf_counter()
+        source = model
+        if variant == "qat":
+            source = quantization_aware(model, train_features, train_labels, cfg, seed)
+        built[variant] = convert(source, variant, sample)
+        scorer = TFLiteScorer(built[variant])
+        variants[variant] = (
+            {"bytes": len(built[variant])}
+            | quality(test_labels, scorer.predict(test_features), threshold)
+            | scorer.speed(test_features)
+            | {"build_seconds": time.perf_counter() - started}
+        )
+        log.info(
+            "quantized %s: %d bytes, test PR-AUC %.4f",
+            variant,
+            len(built[variant]),
+            variants[variant]["pr_auc"],
+        )
+    serving = gate(variants, reference, cfg)
+    report = {
+        "float": reference | {"bytes": None},
+        "variants": variants,
+        "threshold": threshold,
+        "serving_artifact": serving,
+    }
+    return report, built
+
+
+def comparison_table(report: dict) -> pd.DataFrame:
+    rows = [{"variant": "float", **report["float"]}]
+    rows += [{"variant": name, **entry} for name, entry in report["variants"].items()]
+    return pd.DataFrame(rows)
 
 
 def main() -> None:
     params = load_params()
+    cfg = params.quantize
     schema = load_schema(schema_path(params.data))
     model = load_keras_model(paths.KERAS_MODEL)
     transform = FeatureTransform.load(paths.FEATURE_TRANSFORM)
-    test = read_parquet(paths.SPLIT_TEST)
-    features, labels = transform.transform(test), test[schema.target].to_numpy()
-    tflite_model = convert_dynamic_range(model)
-    report = gate(
-        float(average_precision_score(labels, predict_proba(model, features))),
-        float(average_precision_score(labels, tflite_predict(tflite_model, features))),
-        params.quantize,
+    train, test = read_parquet(paths.AUGMENTED_TRAIN), read_parquet(paths.SPLIT_TEST)
+    report, built = quantize(
+        model,
+        transform.transform(train),
+        train[schema.target].to_numpy(),
+        transform.transform(test),
+        test[schema.target].to_numpy(),
+        float(read_json(paths.EVALUATE_METRICS)["threshold"]),
+        cfg,
+        params.seed,
     )
-    report["float_bytes"] = paths.KERAS_MODEL.stat().st_size
-    report["dynamic_range_bytes"] = len(tflite_model)
+    report["float"]["bytes"] = paths.KERAS_MODEL.stat().st_size
+    serving = report["serving_artifact"]
+    # model.tflite is the served variant, or, when none passed the gate, the most accurate one
+    # (kept for inspection; register serves the float model then).
+    kept = (
+        serving
+        if serving != "float"
+        else max(report["variants"], key=lambda name: report["variants"][name]["pr_auc"])
+    )
+    report["tflite_file_variant"] = kept
     with atomic_path(paths.TFLITE_MODEL) as tmp:
-        tmp.write_bytes(tflite_model)
+        tmp.write_bytes(built[kept])
     write_json_atomic(report, paths.QUANTIZE_METRICS)
-    verdict = "eligible" if report["dynamic_range_eligible"] else "REJECTED, serving stays float"
-    log.info(
-        "dynamic-range TFLite: %d bytes (float %d), PR-AUC drop %.4f: %s",
-        len(tflite_model),
-        report["float_bytes"],
-        report["dynamic_range_pr_auc_drop"],
-        verdict,
-    )
+    log.info("quantization gate:\n%s", comparison_table(report).round(4).to_string(index=False))
+    log.info("serving artifact: %s", serving)
 
 
 if __name__ == "__main__":

@@ -176,8 +176,15 @@ def register(params: Params) -> dict:
             serving_config = Path(scratch) / "serving_config.json"
             serving_config.write_text(json.dumps({"threshold": evaluation["threshold"]}))
             info = _log_pyfunc(serving_config, example, schema)
+        quantization = read_json(paths.QUANTIZE_METRICS)
         version = mlflow.register_model(
-            info.model_uri, cfg.model_name, tags={"run_id": run.info.run_id}
+            info.model_uri,
+            cfg.model_name,
+            tags={
+                "run_id": run.info.run_id,
+                "quantization": quantization["serving_artifact"],
+                "tflite_file": quantization["tflite_file_variant"],
+            },
         )
         challenger_pr_auc = score(f"models:/{cfg.model_name}/{version.version}", test, schema)
         champion_version, champion_pr_auc = _current_champion(client, cfg.model_name, test, schema)

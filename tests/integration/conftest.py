@@ -28,6 +28,8 @@ COPIED = [
 TINY = {
     "simulate": {"n_days": 3, "rows_per_day": 1500},
     "train": {"epochs": 4, "hidden_units": [16], "early_stopping_patience": 2},
+    "evaluate": {"importance_repeats": 1},
+    "quantize": {"qat_epochs": 1},
 }
 
 

@@ -32,6 +32,14 @@ def test_full_repro_registers_a_champion(pipeline_repo):
     assert set(baselines) == {"logistic_regression", "hist_gradient_boosting"}
     assert all(0.5 < b["roc_auc"] <= 1 for b in baselines.values())
     assert 0 <= evaluate["recall_at_precision"] <= 1
+    quantize = metrics[""]["data"]["data/metrics/quantize.json"]["data"]
+    assert set(quantize["variants"]) == {"dynamic_range", "float16", "int8", "qat"}
+    for variant in quantize["variants"].values():
+        assert variant["bytes"] > 0 and variant["latency_batch1_ms"] > 0
+        assert variant["eligible"] == (
+            variant["pr_auc_drop"] <= 0.01 and variant["recall_drop"] <= 0.02
+        )
+    assert quantize["serving_artifact"] in {"float", *quantize["variants"]}
     register = json.loads((repo.root / "data/metrics/register.json").read_text())
     client = repo.mlflow_client()
     champion = client.get_model_version_by_alias(

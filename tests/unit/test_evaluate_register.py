@@ -174,3 +174,26 @@ def test_segment_column_must_be_categorical(schema):
     with pytest.raises(PipelineError, match="evaluate.segment_column: 'amount'"):
         pick_segment_column(schema, "amount")
     assert pick_segment_column(schema, None) is None
+
+
+def test_quantization_gate_serves_the_smallest_variant_within_both_tolerances():
+    from pipelines.config import QuantizeParams
+    from pipelines.quantize import gate
+
+    cfg = QuantizeParams(
+        variants=["dynamic_range", "float16", "int8"],
+        max_pr_auc_drop=0.01,
+        max_recall_drop=0.02,
+        representative_rows=10,
+        qat_epochs=1,
+        qat_learning_rate=0.001,
+    )
+    reference = {"pr_auc": 0.50, "recall": 0.60}
+    variants = {
+        "dynamic_range": {"bytes": 800, "pr_auc": 0.495, "recall": 0.59},
+        "float16": {"bytes": 1100, "pr_auc": 0.50, "recall": 0.60},
+        "int8": {"bytes": 600, "pr_auc": 0.499, "recall": 0.50},  # keeps PR-AUC, loses recall
+    }
+    assert gate(variants, reference, cfg) == "dynamic_range"
+    assert variants["int8"]["eligible"] is False and variants["float16"]["eligible"] is True
+    assert gate({"int8": variants["int8"]}, reference, cfg) == "float"
