@@ -157,6 +157,12 @@ class QuantizeParams(Section):
     variants: list[Literal["dynamic_range", "float16", "int8", "qat"]] = Field(min_length=1)
     max_pr_auc_drop: float = Field(ge=0, le=1)
     max_recall_drop: float = Field(ge=0, le=1)
+    parity_tolerance: float = Field(
+        gt=0, le=1, description="largest |TFLite - float| probability on test allowed"
+    )
+    serving_policy: Literal["smallest", "fastest"] = Field(
+        description="which eligible variant is served: smallest file or lowest batch-1 latency"
+    )
     representative_rows: int = Field(ge=1, description="int8 calibration sample from train")
     qat_epochs: int = Field(ge=1)
     qat_learning_rate: float = Field(gt=0)

@@ -38,6 +38,7 @@ MODEL_DIR = MODELS / "float"
 KERAS_MODEL = MODEL_DIR / "model.keras"
 FEATURE_TRANSFORM = MODEL_DIR / "transform.json"
 TFLITE_MODEL = MODELS / "model.tflite"
+QUANTIZE_TABLE = MODELS / "quantization.md"
 
 METRICS = DATA / "metrics"
 INGEST_METRICS = METRICS / "ingest.json"

@@ -12,9 +12,12 @@ Variants (``quantize.variants``):
 
 Each variant is scored through the TFLite interpreter on the test split: PR-AUC, ROC-AUC and
 recall at the threshold evaluate chose on validation, against the float model, plus file size,
-batch-1 latency and batch-256 throughput. A variant is eligible only if its PR-AUC drop is at
-most ``max_pr_auc_drop`` and its recall drop at most ``max_recall_drop``. The smallest eligible
-variant becomes ``model.tflite``; with none eligible the float model stays the serving one.
+batch-1 latency and batch-256 throughput (single-threaded interpreter). An unquantized float32
+TFLite conversion is measured too, as the size and speed reference. A variant is eligible only
+if its PR-AUC drop is at most ``max_pr_auc_drop``, its recall drop at most ``max_recall_drop``
+and no test probability moves more than ``parity_tolerance``. The eligible variant that
+``serving_policy`` prefers (smallest file, or lowest measured batch-1 latency) becomes
+``model.tflite``; with none eligible the float model stays the serving one.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from sklearn import metrics
 from pipelines import paths
 from pipelines.config import QuantizeParams, load_params
 from pipelines.features import FeatureTransform
-from pipelines.io import atomic_path, read_json, read_parquet, write_json_atomic
+from pipelines.io import atomic_path, read_json, read_parquet, write_json_atomic, write_text_atomic
 from pipelines.schema import load_schema, schema_path
 from pipelines.stage import run_stage
 from pipelines.tf_runtime import load_keras_model, predict_proba, tensorflow
@@ -44,6 +47,8 @@ def convert(model, variant: str, representative: np.ndarray | None = None) -> by
     """TFLite bytes of ``model`` for a post-training variant (``qat`` converts like ``int8``)."""
     tf, _ = tensorflow()
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if variant == "float32":  # the unquantized reference
+        return converter.convert()
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if variant == "float16":
         converter.target_spec.supported_types = [tf.float16]
@@ -138,16 +143,20 @@ def quality(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[st
 
 
 def gate(variants: dict[str, dict], reference: dict[str, float], cfg: QuantizeParams) -> str:
-    """Mark each variant eligible or not; return the serving choice (smallest eligible)."""
+    """Mark each variant eligible or not; return the serving choice per ``serving_policy``."""
     for entry in variants.values():
         entry["pr_auc_drop"] = reference["pr_auc"] - entry["pr_auc"]
         entry["recall_drop"] = reference["recall"] - entry["recall"]
         entry["eligible"] = bool(
             entry["pr_auc_drop"] <= cfg.max_pr_auc_drop
             and entry["recall_drop"] <= cfg.max_recall_drop
+            and entry["max_abs_diff"] <= cfg.parity_tolerance
         )
     eligible = [name for name, entry in variants.items() if entry["eligible"]]
-    return min(eligible, key=lambda name: variants[name]["bytes"]) if eligible else "float"
+    if not eligible:
+        return "float"
+    key = "bytes" if cfg.serving_policy == "smallest" else "latency_batch1_ms"
+    return min(eligible, key=lambda name: variants[name][key])
 
 
 def quantize(
@@ -165,6 +174,10 @@ def quantize(
     reference = quality(test_labels, float_scores, threshold) | keras_speed(model, test_features)
     rng = np.random.default_rng(seed)
     sample = train_features[rng.permutation(len(train_features))[: cfg.representative_rows]]
+    float_tflite = convert(model, "float32")
+    reference_tflite = {"bytes": len(float_tflite)} | TFLiteScorer(float_tflite).speed(
+        test_features
+    )
     built, variants = {}, {}
     for variant in cfg.variants:
         started = time.perf_counter()
@@ -173,9 +186,11 @@ def quantize(
             source = quantization_aware(model, train_features, train_labels, cfg, seed)
         built[variant] = convert(source, variant, sample)
         scorer = TFLiteScorer(built[variant])
+        scores = scorer.predict(test_features)
         variants[variant] = (
             {"bytes": len(built[variant])}
-            | quality(test_labels, scorer.predict(test_features), threshold)
+            | quality(test_labels, scores, threshold)
+            | {"max_abs_diff": float(np.abs(scores - float_scores).max())}
             | scorer.speed(test_features)
             | {"build_seconds": time.perf_counter() - started}
         )
@@ -188,6 +203,7 @@ def quantize(
     serving = gate(variants, reference, cfg)
     report = {
         "float": reference | {"bytes": None},
+        "float_tflite": reference_tflite,
         "variants": variants,
         "threshold": threshold,
         "serving_artifact": serving,
@@ -196,9 +212,32 @@ def quantize(
 
 
 def comparison_table(report: dict) -> pd.DataFrame:
-    rows = [{"variant": "float", **report["float"]}]
+    rows = [{"variant": "float (Keras)", **report["float"]}]
+    rows += [{"variant": "float32 TFLite (reference)", **report["float_tflite"]}]
     rows += [{"variant": name, **entry} for name, entry in report["variants"].items()]
-    return pd.DataFrame(rows)
+    columns = [
+        "variant",
+        "bytes",
+        "pr_auc",
+        "roc_auc",
+        "recall",
+        "pr_auc_drop",
+        "recall_drop",
+        "max_abs_diff",
+        "latency_batch1_ms",
+        "throughput_batch256_rows_s",
+        "eligible",
+    ]
+    return pd.DataFrame(rows).reindex(columns=columns)
+
+
+def markdown_table(report: dict) -> str:
+    table = comparison_table(report).round(4).astype(object).where(lambda t: t.notna(), "")
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += [
+        "| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)
+    ]
+    return "\n".join(lines) + f"\n\nserving artifact: {report['serving_artifact']}\n"
 
 
 def main() -> None:
@@ -231,6 +270,7 @@ def main() -> None:
     with atomic_path(paths.TFLITE_MODEL) as tmp:
         tmp.write_bytes(built[kept])
     write_json_atomic(report, paths.QUANTIZE_METRICS)
+    write_text_atomic(markdown_table(report), paths.QUANTIZE_TABLE)
     log.info("quantization gate:\n%s", comparison_table(report).round(4).to_string(index=False))
     log.info("serving artifact: %s", serving)
 

@@ -169,6 +169,7 @@ def register(params: Params) -> dict:
         mlflow.log_artifacts(str(paths.DATA_DOCS), "data_docs")
         mlflow.log_artifact(str(schema_path(params.data)), "schema")
         mlflow.log_artifact(str(paths.TFLITE_MODEL), "tflite")
+        mlflow.log_artifact(str(paths.QUANTIZE_TABLE), "tflite")
 
         example = raw_feature_example(test, schema)
         log.info("logging the pyfunc model")

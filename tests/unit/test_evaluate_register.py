@@ -184,16 +184,31 @@ def test_quantization_gate_serves_the_smallest_variant_within_both_tolerances():
         variants=["dynamic_range", "float16", "int8"],
         max_pr_auc_drop=0.01,
         max_recall_drop=0.02,
+        parity_tolerance=0.1,
+        serving_policy="smallest",
         representative_rows=10,
         qat_epochs=1,
         qat_learning_rate=0.001,
     )
     reference = {"pr_auc": 0.50, "recall": 0.60}
+
+    def variant(size, pr_auc, recall, latency, diff=0.01):
+        return {
+            "bytes": size,
+            "pr_auc": pr_auc,
+            "recall": recall,
+            "latency_batch1_ms": latency,
+            "max_abs_diff": diff,
+        }
+
     variants = {
-        "dynamic_range": {"bytes": 800, "pr_auc": 0.495, "recall": 0.59},
-        "float16": {"bytes": 1100, "pr_auc": 0.50, "recall": 0.60},
-        "int8": {"bytes": 600, "pr_auc": 0.499, "recall": 0.50},  # keeps PR-AUC, loses recall
+        "dynamic_range": variant(800, 0.495, 0.59, latency=0.02),
+        "float16": variant(1100, 0.50, 0.60, latency=0.01),
+        "int8": variant(600, 0.499, 0.50, latency=0.005),  # keeps PR-AUC, loses recall
+        "qat": variant(500, 0.50, 0.60, latency=0.005, diff=0.3),  # one probability moved a lot
     }
     assert gate(variants, reference, cfg) == "dynamic_range"
-    assert variants["int8"]["eligible"] is False and variants["float16"]["eligible"] is True
+    assert [v["eligible"] for v in variants.values()] == [True, True, False, False]
+    fastest = cfg.model_copy(update={"serving_policy": "fastest"})
+    assert gate(variants, reference, fastest) == "float16"
     assert gate({"int8": variants["int8"]}, reference, cfg) == "float"
