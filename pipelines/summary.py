@@ -9,7 +9,7 @@ from pipelines.io import read_json
 from pipelines.stage import run_stage
 
 
-def render(ingest: dict, validate: dict, evaluate: dict, register: dict) -> str:
+def render(ingest: dict, validate: dict, evaluate: dict, quantize: dict, register: dict) -> str:
     ui = "make ui"
     if register["tracking_uri"] != paths.MLFLOW_DEFAULT_URI:
         ui = f"open {register['tracking_uri']}"
@@ -26,6 +26,7 @@ def render(ingest: dict, validate: dict, evaluate: dict, register: dict) -> str:
             f"  test PR-AUC        {evaluate['pr_auc']:.4f}",
             f"  test ROC-AUC       {evaluate['roc_auc']:.4f}",
             *baselines,
+            f"  quantization       {quantization_line(quantize)}",
             f"  model version      {register['model_name']} v{register['version']} @{register['alias']}",
             f"  gate               {register['reason']}",
             f"  MLflow UI          {ui}",
@@ -34,11 +35,23 @@ def render(ingest: dict, validate: dict, evaluate: dict, register: dict) -> str:
     )
 
 
+def quantization_line(quantize: dict) -> str:
+    chosen = quantize["serving_artifact"]
+    if chosen == "float":
+        return "no TFLite variant passed the gate: the float model is served"
+    entry = quantize["variants"][chosen]
+    return (
+        f"{chosen} TFLite ({entry['bytes']} bytes, PR-AUC drop {entry['pr_auc_drop']:.4f}); "
+        f"see data/models/quantization.md"
+    )
+
+
 def main() -> None:
     text = render(
         read_json(paths.INGEST_METRICS),
         read_json(paths.VALIDATE_METRICS),
         read_json(paths.EVALUATE_METRICS),
+        read_json(paths.QUANTIZE_METRICS),
         read_json(paths.REGISTER_METRICS),
     )
     sys.stdout.write(text)

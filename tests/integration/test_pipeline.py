@@ -57,6 +57,8 @@ def test_full_repro_registers_a_champion(pipeline_repo):
     assert after > before
     summary = repo.python("-m", "pipelines.summary", check=True).stdout
     assert "@champion" in summary and f"{evaluate['pr_auc']:.4f}" in summary
+    served = quantize["serving_artifact"]
+    assert ("no TFLite variant passed" if served == "float" else f"{served} TFLite") in summary
 
 
 def test_champion_serves_raw_rows(pipeline_repo):
