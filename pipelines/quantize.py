@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -102,34 +103,20 @@ class TFLiteScorer:
             [self(features[start : start + batch]) for start in range(0, len(features), batch)]
         )
 
-    def speed(self, features: np.ndarray) -> dict[str, float]:
-        one = features[:1]
-        self(one)
-        started = time.perf_counter()
-        for _ in range(LATENCY_CALLS):
-            self(one)
-        latency = (time.perf_counter() - started) / LATENCY_CALLS
-        block = np.resize(features, (THROUGHPUT_BATCH * 8, features.shape[1]))
-        self(block[:THROUGHPUT_BATCH])
-        started = time.perf_counter()
-        for start in range(0, len(block), THROUGHPUT_BATCH):
-            self(block[start : start + THROUGHPUT_BATCH])
-        throughput = len(block) / (time.perf_counter() - started)
-        return {"latency_batch1_ms": latency * 1000, "throughput_batch256_rows_s": throughput}
 
-
-def keras_speed(model, features: np.ndarray) -> dict[str, float]:
-    """The float model's batch-1 latency and batch-256 throughput, called directly."""
-    one, block = features[:1], np.resize(features, (THROUGHPUT_BATCH * 8, features.shape[1]))
-    model(one, training=False)
+def measure_speed(call: Callable[[np.ndarray], object], features: np.ndarray) -> dict[str, float]:
+    """Batch-1 latency and batch-256 throughput of ``call`` on rows drawn from ``features``."""
+    one = features[:1]
+    block = np.resize(features, (THROUGHPUT_BATCH * 8, features.shape[1]))
+    call(one)
     started = time.perf_counter()
     for _ in range(LATENCY_CALLS):
-        model(one, training=False)
+        call(one)
     latency = (time.perf_counter() - started) / LATENCY_CALLS
-    model(block[:THROUGHPUT_BATCH], training=False)
+    call(block[:THROUGHPUT_BATCH])
     started = time.perf_counter()
     for start in range(0, len(block), THROUGHPUT_BATCH):
-        model(block[start : start + THROUGHPUT_BATCH], training=False)
+        call(block[start : start + THROUGHPUT_BATCH])
     throughput = len(block) / (time.perf_counter() - started)
     return {"latency_batch1_ms": latency * 1000, "throughput_batch256_rows_s": throughput}
 
@@ -171,12 +158,14 @@ def quantize(
 ) -> tuple[dict, dict[str, bytes]]:
     """Build, score and gate every variant; return the report and each variant's bytes."""
     float_scores = predict_proba(model, test_features)
-    reference = quality(test_labels, float_scores, threshold) | keras_speed(model, test_features)
+    reference = quality(test_labels, float_scores, threshold) | measure_speed(
+        lambda rows: model(rows, training=False), test_features
+    )
     rng = np.random.default_rng(seed)
     sample = train_features[rng.permutation(len(train_features))[: cfg.representative_rows]]
     float_tflite = convert(model, "float32")
-    reference_tflite = {"bytes": len(float_tflite)} | TFLiteScorer(float_tflite).speed(
-        test_features
+    reference_tflite = {"bytes": len(float_tflite)} | measure_speed(
+        TFLiteScorer(float_tflite), test_features
     )
     built, variants = {}, {}
     for variant in cfg.variants:
@@ -191,7 +180,7 @@ def quantize(
             {"bytes": len(built[variant])}
             | quality(test_labels, scores, threshold)
             | {"max_abs_diff": float(np.abs(scores - float_scores).max())}
-            | scorer.speed(test_features)
+            | measure_speed(scorer, test_features)
             | {"build_seconds": time.perf_counter() - started}
         )
         log.info(

@@ -1,0 +1,91 @@
+"""Quantization on a real trained Keras model: every variant runs, a degraded one is rejected."""
+
+import numpy as np
+import pytest
+
+from pipelines.config import DataParams, QuantizeParams, SplitParams, TrainParams
+from pipelines.quantize import TFLiteScorer, convert, gate, quality, quantize
+from pipelines.schema import infer_schema
+from pipelines.split import split
+from pipelines.train import train
+from tests.conftest import make_frame
+
+pytestmark = pytest.mark.integration
+
+CFG = QuantizeParams(
+    variants=["dynamic_range", "float16", "int8", "qat"],
+    max_pr_auc_drop=0.01,
+    max_recall_drop=0.02,
+    parity_tolerance=0.1,
+    serving_policy="smallest",
+    representative_rows=200,
+    qat_epochs=1,
+    qat_learning_rate=0.0001,
+)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    frame = make_frame(n=3000, positive_rate=0.1, seed=7)
+    schema = infer_schema(
+        frame, DataParams(source="x", target="label", positive_label=1), 10, 3.0, 10
+    )
+    split_cfg = SplitParams(
+        method="stratified", val_size=0.2, test_size=0.2, time_column=None, group_column=None
+    )
+    train_frame, val, test = split(frame, schema, split_cfg, seed=0)
+    cfg = TrainParams(
+        strategy="default",
+        epochs=5,
+        batch_size=64,
+        learning_rate=0.003,
+        hidden_units=[32, 16],
+        dropout=0.0,
+        early_stopping_patience=5,
+    )
+    result = train(train_frame, val, schema, cfg, seed=1)
+    features = result.transform.transform
+    return (
+        result.model,
+        features(train_frame),
+        train_frame["label"].to_numpy(),
+        features(test),
+        test,
+    )
+
+
+def test_every_variant_converts_loads_and_scores(trained):
+    model, x_train, y_train, x_test, test = trained
+    labels = test["label"].to_numpy()
+    report, built = quantize(model, x_train, y_train, x_test, labels, 0.5, CFG, seed=0)
+    assert set(built) == set(CFG.variants)
+    for name, tflite in built.items():
+        scores = TFLiteScorer(tflite).predict(x_test)
+        assert scores.shape == (len(test),) and np.all((scores >= 0) & (scores <= 1)), name
+        assert report["variants"][name]["pr_auc"] == pytest.approx(
+            quality(labels, scores, 0.5)["pr_auc"]
+        )
+    assert report["variants"]["float16"]["max_abs_diff"] < 0.01
+    assert report["serving_artifact"] in {"float", *CFG.variants}
+
+
+def test_the_gate_rejects_a_deliberately_degraded_variant(trained):
+    model, _, _, x_test, test = trained
+    labels = test["label"].to_numpy()
+    reference = quality(labels, model.predict(x_test, verbose=0).reshape(-1), 0.5)
+    degraded = model.__class__.from_config(model.get_config())
+    rng = np.random.default_rng(0)
+    degraded.set_weights([w + rng.normal(0, 0.5, w.shape) for w in model.get_weights()])
+    tflite = convert(degraded, "dynamic_range")
+    scores = TFLiteScorer(tflite).predict(x_test)
+    variants = {
+        "dynamic_range": quality(labels, scores, 0.5)
+        | {
+            "bytes": len(tflite),
+            "max_abs_diff": float(
+                np.abs(scores - model.predict(x_test, verbose=0).reshape(-1)).max()
+            ),
+        }
+    }
+    assert gate(variants, reference, CFG) == "float"
+    assert variants["dynamic_range"]["eligible"] is False
