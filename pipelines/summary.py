@@ -14,7 +14,7 @@ def render(ingest: dict, validate: dict, evaluate: dict, quantize: dict, registe
     if register["tracking_uri"] != paths.MLFLOW_DEFAULT_URI:
         ui = f"open {register['tracking_uri']}"
     baselines = [
-        f"  baseline {name:<22s}PR-AUC {b['pr_auc']:.4f}, ROC-AUC {b['roc_auc']:.4f}"
+        f"  baseline {name:<24s}PR-AUC {b['pr_auc']:.4f}, ROC-AUC {b['roc_auc']:.4f}"
         for name, b in evaluate.get("baselines", {}).items()
     ]
     return "\n".join(
