@@ -252,6 +252,13 @@ def _describe_failure(outcome) -> str:
     return f"{where}{config.type} failed ({detail})".replace("()", "").strip()
 
 
+def reason_counts(quarantine: pd.DataFrame) -> dict[str, int]:
+    """Quarantined rows per reason."""
+    if quarantine.empty:
+        return {}
+    return {str(k): int(v) for k, v in quarantine[REASON].value_counts().sort_index().items()}
+
+
 def clean_rows(
     frame: pd.DataFrame, schema: Schema, cfg: ValidateParams, prior: pd.DataFrame | None = None
 ) -> Cleaned:
@@ -330,11 +337,10 @@ def clean_rows(
     clean[schema.target] = (canonical_labels(clean[schema.target]) == schema.positive_label).astype(
         "int64"
     )
-    counts = quarantine[REASON].value_counts().sort_index()
     return Cleaned(
         clean,
         quarantine.reset_index(drop=True),
-        {str(k): int(v) for k, v in counts.items()},
+        reason_counts(quarantine),
         repaired,
         kept=~rejected,
     )
@@ -528,7 +534,7 @@ def main() -> None:
         "rows_validated": int(is_new.sum()),
         "rows_clean": len(clean),
         "rows_quarantined": len(quarantine),
-        "quarantined": _reason_counts(quarantine),
+        "quarantined": reason_counts(quarantine),
         "repaired": cleaned.repaired,
         "pii_columns": {name: cfg.pii_policy for name in schema.pii},
         "drift": {
@@ -547,12 +553,6 @@ def main() -> None:
         cleaned.repaired,
         report["drift"]["max_psi"],
     )
-
-
-def _reason_counts(quarantine: pd.DataFrame) -> dict[str, int]:
-    if quarantine.empty:
-        return {}
-    return {str(k): int(v) for k, v in quarantine[REASON].value_counts().sort_index().items()}
 
 
 def reinfer_schema() -> None:

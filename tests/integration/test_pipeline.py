@@ -5,21 +5,13 @@ import shutil
 import time
 
 import pytest
+import yaml
 
-from tests.integration.conftest import make_repo_copy, ran_stages
+from tests.integration.conftest import REPO, make_repo_copy, ran_stages
 
 pytestmark = pytest.mark.integration
-ALL = [
-    "ingest",
-    "validate",
-    "split",
-    "rebalance",
-    "augment",
-    "train",
-    "evaluate",
-    "quantize",
-    "register",
-]
+# Every stage, in dvc.yaml's order (tests/unit/test_dvc_yaml.py pins that order).
+ALL = list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
 
 
 def test_full_repro_registers_a_champion(pipeline_repo):
