@@ -173,4 +173,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage("simulate", main)
+    run_stage("simulate", main, record_failure=False)

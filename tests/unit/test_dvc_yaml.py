@@ -91,13 +91,18 @@ def pipeline_imports(module: str) -> set[str]:
     return found
 
 
+# Imports that run only once a stage has failed (recording the failure in MLflow), so they
+# cannot change its outputs and must not invalidate every stage when they change.
+FAILURE_ONLY = {("stage", "tracking")}
+
+
 def closure(roots: list[str]) -> set[str]:
     seen, todo = set(), list(roots)
     while todo:
         module = todo.pop()
         if module not in seen:
             seen.add(module)
-            todo += pipeline_imports(module)
+            todo += [m for m in pipeline_imports(module) if (module, m) not in FAILURE_ONLY]
     return seen
 
 
