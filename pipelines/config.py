@@ -172,7 +172,10 @@ class RegisterParams(Section):
     model_name: str = Field(min_length=1)
     experiment_name: str = Field(min_length=1)
     min_delta: float = Field(ge=0, description="PR-AUC gain needed to replace the champion")
+    max_recall_drop: float = Field(ge=0, le=1, description="Guardrail: recall may drop this much")
+    max_ece_increase: float = Field(ge=0, le=1, description="Guardrail: calibration error rise")
     min_pr_auc: float = Field(ge=0, le=1, description="Floor for the very first champion")
+    min_recall: float = Field(ge=0, le=1, description="Recall floor for the very first champion")
 
 
 class Params(Section):

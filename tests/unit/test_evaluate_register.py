@@ -14,7 +14,7 @@ from pipelines.evaluate import (
     operating_points,
     pick_segment_column,
 )
-from pipelines.register import gate_decision
+from pipelines.register import GateMetrics, gate_decision
 
 RNG = np.random.default_rng(0)
 LABELS = (RNG.random(500) < 0.1).astype(int)
@@ -50,23 +50,44 @@ def test_expected_calibration_error():
     )
 
 
-GATE = RegisterParams(model_name="m", experiment_name="e", min_delta=0.01, min_pr_auc=0.2)
+GATE = RegisterParams(
+    model_name="m",
+    experiment_name="e",
+    min_delta=0.01,
+    max_recall_drop=0.05,
+    max_ece_increase=0.02,
+    min_pr_auc=0.2,
+    min_recall=0.1,
+)
+
+
+def gm(pr_auc: float, recall: float = 0.6, ece: float = 0.02) -> GateMetrics:
+    return GateMetrics(pr_auc=pr_auc, recall=recall, ece=ece)
 
 
 @pytest.mark.parametrize(
-    ("challenger", "champion", "promoted"),
+    ("challenger", "champion", "promoted", "named"),
     [
-        (0.5, None, True),
-        (0.1, None, False),
-        (0.52, 0.5, True),
-        (0.505, 0.5, False),
-        (0.4, 0.5, False),
+        (gm(0.5), None, True, "first model"),
+        (gm(0.1), None, False, "PR-AUC 0.1000 < floor"),
+        (gm(0.5, recall=0.05), None, False, "recall 0.0500 < floor"),
+        (gm(0.52), gm(0.5), True, "beats champion"),
+        (gm(0.505), gm(0.5), False, "gain +0.0050 < 0.01"),
+        (gm(0.4), gm(0.5), False, "gain -0.1000"),
+        (gm(0.6, recall=0.5), gm(0.5, recall=0.6), False, "recall 0.5000 vs champion 0.6000"),
+        (gm(0.6, recall=0.58), gm(0.5, recall=0.6), True, "beats champion"),
+        (gm(0.6, ece=0.1), gm(0.5, ece=0.02), False, "calibration error 0.1000"),
     ],
 )
-def test_gate_never_promotes_a_worse_model(challenger, champion, promoted):
+def test_gate_never_promotes_a_worse_model(challenger, champion, promoted, named):
     decision, reason = gate_decision(challenger, champion, GATE)
     assert decision is promoted
-    assert f"{challenger:.4f}" in reason
+    assert named in reason
+
+
+def test_gate_names_every_failed_guardrail():
+    _, reason = gate_decision(gm(0.4, recall=0.1, ece=0.3), gm(0.5), GATE)
+    assert "gain" in reason and "recall" in reason and "calibration error" in reason
 
 
 def evaluate_params(**changes):
