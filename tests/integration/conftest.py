@@ -127,7 +127,9 @@ def make_repo_copy(destination: Path, params: dict | None = None) -> RepoCopy:
             shutil.copytree(
                 source,
                 target,
-                ignore=shutil.ignore_patterns("__pycache__", "mlflow.db", "artifacts"),
+                ignore=shutil.ignore_patterns(
+                    "__pycache__", "mlflow.db", "artifacts", "server", "lineage.json"
+                ),
             )
         elif source.exists():
             shutil.copy2(source, target)
@@ -137,6 +139,18 @@ def make_repo_copy(destination: Path, params: dict | None = None) -> RepoCopy:
     copy.run("git", "init", "-q", check=True)
     copy.run(*git, "add", "-A", check=True)
     copy.run(*git, "commit", "-qm", "copy", check=True)
+    return copy
+
+
+def copy_with_outputs(source: RepoCopy, destination: Path, registry: bool = True) -> RepoCopy:
+    """A new repo copy holding ``source``'s pipeline outputs (so ``dvc status`` is clean), and
+    its embedded MLflow registry unless ``registry`` is False."""
+    copy = make_repo_copy(destination)
+    shutil.copytree(source.root / "data", copy.root / "data", dirs_exist_ok=True)
+    shutil.copytree(source.root / ".dvc" / "cache", copy.root / ".dvc" / "cache")
+    shutil.copy2(source.root / "dvc.lock", copy.root / "dvc.lock")
+    if registry:
+        shutil.copytree(source.root / "mlflow", copy.root / "mlflow", dirs_exist_ok=True)
     return copy
 
 

@@ -109,3 +109,72 @@ def _wait_for_s3(endpoint: str, process: subprocess.Popen, log: Path, timeout: f
 def s3_env(endpoint: str) -> dict[str, str]:
     """The variables a boto3 or dvc-s3 client needs to reach the test store."""
     return TEST_CREDENTIALS | {"AWS_ENDPOINT_URL": endpoint}
+
+
+class MlflowServer:
+    """``mlflow/server.sh`` (the script users run) as a real process on 127.0.0.1.
+
+    ``stop()`` then ``start()`` restarts it on the same port, store and artifacts."""
+
+    def __init__(self, repo: Path, workdir: Path, backend_uri: str | None = None, **env: str):
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.repo, self.workdir = repo, workdir
+        self.port = free_port_pair()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            "MLFLOW_PORT": str(self.port),
+            "MLFLOW_BACKEND_STORE_URI": backend_uri or f"sqlite:///{workdir / 'mlflow.db'}",
+            "MLFLOW_ARTIFACTS_DESTINATION": str(workdir / "artifacts"),
+            **env,
+        }
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 120) -> str:
+        import os
+
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+        environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment['PATH']}"
+        self.log = self.workdir / "server.log"
+        self.process = subprocess.Popen(
+            ["bash", str(self.repo / "mlflow" / "server.sh")],
+            env=environment | self.env,
+            stdout=self.log.open("a"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"mlflow server exited: {self.log.read_text()[-3000:]}")
+            if self.health() is not None:
+                return self.url
+            time.sleep(0.5)
+        raise RuntimeError(f"mlflow server not up after {timeout}s: {self.log.read_text()[-3000:]}")
+
+    def health(self) -> int | None:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            return None
+
+    def stop(self) -> None:
+        import os
+        import signal
+
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        deadline = time.monotonic() + 10
+        while self.health() is not None and time.monotonic() < deadline:
+            time.sleep(0.2)

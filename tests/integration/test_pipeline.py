@@ -7,7 +7,7 @@ import time
 import pytest
 import yaml
 
-from tests.integration.conftest import REPO, make_repo_copy, ran_stages
+from tests.integration.conftest import REPO, copy_with_outputs, ran_stages
 
 pytestmark = pytest.mark.integration
 # Every stage, in dvc.yaml's order (tests/unit/test_dvc_yaml.py pins that order).
@@ -96,12 +96,13 @@ def test_a_param_change_reruns_only_its_stage_and_downstream(
     tmp_path, pipeline_repo, change, first_rerun
 ):
     repo, _ = pipeline_repo
-    copy = make_repo_copy(tmp_path / "copy")
-    shutil.copytree(repo.root / "data", copy.root / "data", dirs_exist_ok=True)
-    shutil.copytree(repo.root / ".dvc" / "cache", copy.root / ".dvc" / "cache")
-    shutil.copy2(repo.root / "dvc.lock", copy.root / "dvc.lock")
-    shutil.copytree(repo.root / "mlflow", copy.root / "mlflow", dirs_exist_ok=True)
+    copy = copy_with_outputs(repo, tmp_path / "copy")
     assert copy.dvc("status", "--json", check=True).stdout.strip() == "{}"
     copy.set_params(change)
     rerun = copy.dvc("repro", check=True)
     assert ran_stages(rerun.output) == ALL[ALL.index(first_rerun) :]
+    # The second pipeline run went through the gate against the first run's champion.
+    result = json.loads((copy.root / "data/metrics/register.json").read_text())
+    assert result["version"] == 2 and result["previous_champion_version"] == 1
+    champion = copy.mlflow_client().get_model_version_by_alias(result["model_name"], "champion")
+    assert str(champion.version) == ("2" if result["promoted"] else "1"), result["reason"]
