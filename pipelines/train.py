@@ -10,7 +10,7 @@
 
 The model is built inside ``strategy.scope()`` and the global batch is
 ``train.batch_size x num_replicas_in_sync``. Early stopping watches validation PR-AUC and
-restores the best weights.
+restores the best weights; ReduceLROnPlateau watches the same metric.
 """
 
 from __future__ import annotations
@@ -50,22 +50,84 @@ def select_strategy(name: str):
     return tf.distribute.MirroredStrategy(devices=[d.name for d in devices])
 
 
-def build_model(width: int, cfg: TrainParams):
+def replica_device_types(strategy) -> set[str]:
+    """Device types ("CPU", "GPU", ...) that hold this worker's replicas."""
+    tf, _ = tensorflow()
+    if not tf.distribute.has_strategy() and strategy is tf.distribute.get_strategy():
+        # The default strategy has no device list; it runs where TensorFlow places ops.
+        return {"GPU"} if tf.config.list_logical_devices("GPU") else {"CPU"}
+    return {tf.DeviceSpec.from_string(d).device_type for d in strategy.extended.worker_devices}
+
+
+def safe_steps_per_execution(
+    requested: int, strategy: str, replicas: int, devices: set[str]
+) -> int:
+    """``requested``, or 1 where several steps per call are known to crash.
+
+    With TF 2.21, Keras 3's multi-step loop under MirroredStrategy on two logical CPU devices
+    fails ("You must feed a value for placeholder tensor" in multi_step_on_iterator). tf-keras
+    2.21, which this project uses, ran 2 to 50 steps per call there without error in our
+    tests, but the guard stays so that a move to Keras 3 cannot bring the crash back. What it
+    gives up is small: mirroring over logical CPU devices is a test path, 3-5x slower than one
+    device (bench/train_speed.py).
+    """
+    if requested > 1 and strategy == "MirroredStrategy" and replicas > 1 and "CPU" in devices:
+        return 1
+    return requested
+
+
+def dtype_policy(setting: str, gpus: int) -> str:
+    """mixed_float16 only on GPU: CPUs have no fast float16 math, so it would only lose precision."""
+    return "mixed_float16" if setting == "auto" and gpus > 0 else "float32"
+
+
+def build_model(
+    width: int, cfg: TrainParams, policy: str = "float32", steps_per_execution: int = 1
+):
     _, keras = tensorflow()
+    regularizer = keras.regularizers.L2(cfg.l2) if cfg.l2 else None
     inputs = keras.Input(shape=(width,), name="features")
     hidden = inputs
     for units in cfg.hidden_units:
-        hidden = keras.layers.Dense(units, activation="relu")(hidden)
+        hidden = keras.layers.Dense(
+            units, activation="relu", kernel_regularizer=regularizer, dtype=policy
+        )(hidden)
         if cfg.dropout:
-            hidden = keras.layers.Dropout(cfg.dropout)(hidden)
-    outputs = keras.layers.Dense(1, activation="sigmoid", name="probability")(hidden)
+            hidden = keras.layers.Dropout(cfg.dropout, dtype=policy)(hidden)
+    # float32 output under mixed precision too: float16 keeps ~3 significant digits, so
+    # probabilities near 0 or 1 would round to exactly 0 or 1 and destabilise the loss.
+    outputs = keras.layers.Dense(
+        1, activation="sigmoid", kernel_regularizer=regularizer, dtype="float32", name="probability"
+    )(hidden)
     model = keras.Model(inputs, outputs)
+    optimizer = keras.optimizers.Adam(cfg.learning_rate)
+    if policy == "mixed_float16":
+        # Keras only adds loss scaling itself when the global policy is mixed; ours is per layer.
+        optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
+    loss = (
+        keras.losses.BinaryFocalCrossentropy(gamma=cfg.focal_gamma)
+        if cfg.loss == "focal"
+        else keras.losses.BinaryCrossentropy()
+    )
     model.compile(
-        optimizer=keras.optimizers.Adam(cfg.learning_rate),
-        loss=keras.losses.BinaryCrossentropy(),
+        optimizer=optimizer,
+        loss=loss,
         metrics=[keras.metrics.AUC(curve="PR", name="pr_auc"), keras.metrics.AUC(name="roc_auc")],
+        steps_per_execution=steps_per_execution,
     )
     return model
+
+
+def float32_copy(model, width: int, cfg: TrainParams):
+    """The same weights in an all-float32 model, outside any strategy.
+
+    Mixed precision is a training speed-up only: TFLite cannot convert float16 MatMuls (the
+    quantize stage fails on them), and evaluate and serving expect float32. Under
+    mixed_float16 the variables are float32 already, so the copy is exact.
+    """
+    copy = build_model(width, cfg)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def make_dataset(
@@ -109,6 +171,9 @@ def train(
     """Fit the model; ``class_weight`` ({"0": w, "1": w}) comes from rebalance's class_weight."""
     tf, keras = tensorflow()
     keras.utils.set_random_seed(seed)
+    if cfg.deterministic:
+        # Process-wide and one-way (TF has no public switch back); a stage is one process.
+        tf.config.experimental.enable_op_determinism()
     transform = FeatureTransform.fit(train_frame, schema)
     x_train, y_train = transform.transform(train_frame), train_frame[schema.target].to_numpy()
     x_val, y_val = transform.transform(val_frame), val_frame[schema.target].to_numpy()
@@ -116,15 +181,29 @@ def train(
     strategy = select_strategy(cfg.strategy)
     replicas = strategy.num_replicas_in_sync
     global_batch = cfg.batch_size * replicas
+    strategy_name = type(strategy).__name__
+    devices = replica_device_types(strategy)
+    steps = safe_steps_per_execution(cfg.steps_per_execution, strategy_name, replicas, devices)
+    if steps != cfg.steps_per_execution:
+        log.warning(
+            "train.steps_per_execution %d is not safe under %s on %d CPU replicas: using 1",
+            cfg.steps_per_execution,
+            strategy_name,
+            replicas,
+        )
+    policy = dtype_policy(cfg.mixed_precision, len(tf.config.list_logical_devices("GPU")))
     with strategy.scope():
-        model = build_model(transform.width, cfg)
+        model = build_model(transform.width, cfg, policy, steps)
     log.info(
-        "training on %d rows x %d features, %s with %d replica(s), global batch %d",
+        "training on %d rows x %d features, %s with %d replica(s), global batch %d, %s, "
+        "%d step(s) per execution",
         len(x_train),
         transform.width,
-        type(strategy).__name__,
+        strategy_name,
         replicas,
         global_batch,
+        policy,
+        steps,
     )
     callbacks = [
         keras.callbacks.EarlyStopping(
@@ -132,9 +211,19 @@ def train(
             mode="max",
             patience=cfg.early_stopping_patience,
             restore_best_weights=True,
-        ),
-        epoch_logger(cfg.epochs),
+        )
     ]
+    if cfg.reduce_lr_patience:
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_pr_auc",
+                mode="max",
+                patience=cfg.reduce_lr_patience,
+                factor=cfg.reduce_lr_factor,
+            )
+        )
+    callbacks.append(epoch_logger(cfg.epochs))
+
     started = time.perf_counter()
     fit = model.fit(
         make_dataset(x_train, y_train, global_batch, seed, shuffle=True),
@@ -145,15 +234,19 @@ def train(
         verbose=0,
     )
     seconds = time.perf_counter() - started
+    if policy != "float32":
+        model = float32_copy(model, transform.width, cfg)
     history = pd.DataFrame(fit.history)
     history.insert(0, "epoch", np.arange(1, len(history) + 1))
     best = int(history["val_pr_auc"].idxmax())
     report = {
-        "strategy": type(strategy).__name__,
+        "strategy": strategy_name,
         "replicas": replicas,
         "global_batch": global_batch,
+        "dtype_policy": policy,
+        "steps_per_execution": steps,
         "epochs_run": len(history),
-        "best_epoch": best + 1,
+        "best_epoch": int(history["epoch"].iloc[best]),
         "best_val_pr_auc": float(history["val_pr_auc"].iloc[best]),
         "train_seconds": round(seconds, 3),
         "samples_per_second": round(len(x_train) * len(history) / seconds, 1),
