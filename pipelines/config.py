@@ -121,7 +121,7 @@ class TrainParams(Section):
     # The controls added after the first version have defaults that reproduce the behaviour
     # before they existed (plain BCE, no L2, fixed LR, ...), so code and tests that build a
     # TrainParams by hand keep their meaning; params.yaml still sets every one explicitly.
-    strategy: Literal["auto", "mirrored", "default"]
+    strategy: Literal["auto", "mirrored", "multi_worker", "default"]
     epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1, description="Per replica; global = this x replicas")
     learning_rate: float = Field(gt=0)

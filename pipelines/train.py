@@ -6,6 +6,8 @@
   (a single-device MirroredStrategy only adds overhead);
 * ``mirrored``: MirroredStrategy over every GPU, or over every logical CPU device when
   there is no GPU (this is how the multi-replica path is tested on CPU);
+* ``multi_worker``: MultiWorkerMirroredStrategy over the workers that ``TF_CONFIG`` names
+  (every worker runs this same stage with its own ``task``);
 * ``default``: no distribution.
 
 The model is built inside ``strategy.scope()`` and the global batch is
@@ -15,15 +17,20 @@ restores the best weights; ReduceLROnPlateau watches the same metric.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from pipelines import paths
 from pipelines.config import TrainParams, load_params
+from pipelines.errors import PipelineError
 from pipelines.features import FeatureTransform
 from pipelines.io import atomic_dir, read_json, read_parquet, write_csv_atomic, write_json_atomic
 from pipelines.schema import Schema, load_schema, schema_path
@@ -39,10 +46,48 @@ class TrainResult:
     transform: FeatureTransform
     history: pd.DataFrame
     report: dict
+    chief: bool = True  # False on the non-chief workers of a multi_worker run: they write nothing
+
+
+def parse_tf_config(raw: str | None) -> tuple[str, int, int]:
+    """Check ``TF_CONFIG`` for ``multi_worker``; return (task type, task index, workers).
+
+    MultiWorkerMirroredStrategy silently trains alone when TF_CONFIG is missing, which would
+    look like success on every machine, so a missing or malformed one is an error here.
+    """
+    example = (
+        'e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+        '"task": {"type": "worker", "index": 0}}'
+    )
+    if not raw or not raw.strip():
+        raise PipelineError(f"train.strategy multi_worker needs TF_CONFIG to be set; {example}")
+    try:
+        config = json.loads(raw)
+        cluster, task = config["cluster"], config["task"]
+        task_type, index = task["type"], task["index"]
+        members = cluster[task_type]
+        workers = len(cluster.get("chief", [])) + len(cluster.get("worker", []))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise PipelineError(
+            f"TF_CONFIG is not valid ({type(exc).__name__}: {exc}); {example}"
+        ) from exc
+    if task_type not in ("chief", "worker") or not isinstance(index, int):
+        raise PipelineError(
+            f"TF_CONFIG task must be a chief or worker with an integer index; {example}"
+        )
+    if not 0 <= index < len(members):
+        raise PipelineError(
+            f"TF_CONFIG task index {index} is outside cluster.{task_type}; {example}"
+        )
+    return task_type, index, workers
 
 
 def select_strategy(name: str):
     tf, _ = tensorflow()
+    if name == "multi_worker":
+        task_type, index, workers = parse_tf_config(os.environ.get("TF_CONFIG"))
+        log.info("multi_worker: this is %s %d of %d worker(s)", task_type, index, workers)
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "default" or (name == "auto" and len(gpus) < 2):
         return tf.distribute.get_strategy()
@@ -69,7 +114,7 @@ def safe_steps_per_execution(
     2.21, which this project uses, ran 2 to 50 steps per call there without error in our
     tests, but the guard stays so that a move to Keras 3 cannot bring the crash back. What it
     gives up is small: mirroring over logical CPU devices is a test path, 3-5x slower than one
-    device (bench/train_speed.py).
+    device (bench/train_speed.py). MultiWorkerMirroredStrategy ran fine with tf-keras.
     """
     if requested > 1 and strategy == "MirroredStrategy" and replicas > 1 and "CPU" in devices:
         return 1
@@ -170,6 +215,8 @@ def train(
 ) -> TrainResult:
     """Fit the model; ``class_weight`` ({"0": w, "1": w}) comes from rebalance's class_weight."""
     tf, keras = tensorflow()
+    # First: MultiWorkerMirroredStrategy must exist before TensorFlow runs any op.
+    strategy = select_strategy(cfg.strategy)
     keras.utils.set_random_seed(seed)
     if cfg.deterministic:
         # Process-wide and one-way (TF has no public switch back); a stage is one process.
@@ -178,10 +225,12 @@ def train(
     x_train, y_train = transform.transform(train_frame), train_frame[schema.target].to_numpy()
     x_val, y_val = transform.transform(val_frame), val_frame[schema.target].to_numpy()
 
-    strategy = select_strategy(cfg.strategy)
     replicas = strategy.num_replicas_in_sync
     global_batch = cfg.batch_size * replicas
-    strategy_name = type(strategy).__name__
+    # tf.distribute.MultiWorkerMirroredStrategy's class is CollectiveAllReduceStrategy.
+    strategy_name = {"CollectiveAllReduceStrategy": "MultiWorkerMirroredStrategy"}.get(
+        type(strategy).__name__, type(strategy).__name__
+    )
     devices = replica_device_types(strategy)
     steps = safe_steps_per_execution(cfg.steps_per_execution, strategy_name, replicas, devices)
     if steps != cfg.steps_per_execution:
@@ -205,6 +254,7 @@ def train(
         policy,
         steps,
     )
+    chief = strategy.extended.should_checkpoint
     callbacks = [
         keras.callbacks.EarlyStopping(
             monitor="val_pr_auc",
@@ -253,7 +303,7 @@ def train(
         "train_rows": len(x_train),
         "features": transform.width,
     }
-    return TrainResult(model, transform, history, report)
+    return TrainResult(model, transform, history, report, chief)
 
 
 def main() -> None:
@@ -267,6 +317,13 @@ def main() -> None:
         params.seed,
         class_weight=read_json(paths.REBALANCE_METRICS).get("class_weight"),
     )
+    if not result.chief:
+        # Saving reads variables through collective ops that every worker must join, so the
+        # other workers save too, to a scratch folder they drop; only the chief writes outputs.
+        with tempfile.TemporaryDirectory() as scratch:
+            result.model.save(Path(scratch) / paths.KERAS_MODEL.name)
+        log.info("not the chief worker: the chief writes the model")
+        return
     with atomic_dir(paths.MODEL_DIR) as tmp:
         result.model.save(tmp / paths.KERAS_MODEL.name)
         result.transform.save(tmp / paths.FEATURE_TRANSFORM.name)

@@ -1,9 +1,57 @@
-"""Train's pure decisions: the steps-per-execution guard and the dtype policy.
-No TensorFlow is imported here."""
+"""Train's pure decisions: TF_CONFIG checks, the steps-per-execution guard and the dtype
+policy. No TensorFlow is imported here."""
+
+import json
 
 import pytest
 
-from pipelines.train import dtype_policy, safe_steps_per_execution
+from pipelines.errors import PipelineError
+from pipelines.train import dtype_policy, parse_tf_config, safe_steps_per_execution
+
+CLUSTER = {"worker": ["127.0.0.1:1111", "127.0.0.1:2222"]}
+
+
+def tf_config(cluster=CLUSTER, task_type="worker", index=0) -> str:
+    return json.dumps({"cluster": cluster, "task": {"type": task_type, "index": index}})
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (tf_config(), ("worker", 0, 2)),
+        (tf_config(index=1), ("worker", 1, 2)),
+        (
+            tf_config(cluster={"chief": ["h:1"], "worker": ["h:2"]}, task_type="chief"),
+            ("chief", 0, 2),
+        ),
+    ],
+)
+def test_valid_tf_config(raw, expected):
+    assert parse_tf_config(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "named"),
+    [
+        (None, "needs TF_CONFIG to be set"),
+        ("  ", "needs TF_CONFIG to be set"),
+        ("{not json", "TF_CONFIG is not valid"),
+        (json.dumps({"cluster": CLUSTER}), "TF_CONFIG is not valid (KeyError: 'task')"),
+        (
+            json.dumps({"cluster": [], "task": {"type": "worker", "index": 0}}),
+            "TF_CONFIG is not valid",
+        ),
+        (tf_config(index=2), "task index 2 is outside cluster.worker"),
+        (tf_config(index=-1), "task index -1 is outside cluster.worker"),
+        (tf_config(index="0"), "integer index"),
+        (tf_config(cluster=CLUSTER | {"ps": ["h:3"]}, task_type="ps"), "chief or worker"),
+        (tf_config(task_type="chief"), "TF_CONFIG is not valid (KeyError: 'chief')"),
+    ],
+)
+def test_missing_or_invalid_tf_config_names_it(raw, named):
+    with pytest.raises(PipelineError, match="TF_CONFIG") as error:
+        parse_tf_config(raw)
+    assert named in str(error.value)
 
 
 @pytest.mark.parametrize(
@@ -13,6 +61,7 @@ from pipelines.train import dtype_policy, safe_steps_per_execution
         (4, "MirroredStrategy", 2, {"GPU"}, 4),
         (4, "MirroredStrategy", 1, {"CPU"}, 4),  # one replica: nothing to reduce across
         (4, "_DefaultDistributionStrategy", 1, {"CPU"}, 4),
+        (4, "MultiWorkerMirroredStrategy", 2, {"CPU"}, 4),  # ran fine in our tests
         (1, "MirroredStrategy", 2, {"CPU"}, 1),
     ],
 )
