@@ -140,6 +140,10 @@ class TrainParams(Section):
     mixed_precision: Literal["auto", "off"] = Field(
         "auto", description="auto: mixed_float16 when a GPU is visible, float32 otherwise"
     )
+    cache_max_mb: int = Field(
+        1024, ge=0, description="cache the input pipeline in memory when under this size"
+    )
+    profile_batch: int = Field(0, ge=0, description="TensorBoard profiles this batch; 0: off")
 
 
 class EvaluateParams(Section):

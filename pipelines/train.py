@@ -13,13 +13,20 @@
 The model is built inside ``strategy.scope()`` and the global batch is
 ``train.batch_size x num_replicas_in_sync``. Early stopping watches validation PR-AUC and
 restores the best weights; ReduceLROnPlateau watches the same metric.
+
+Training is resumable: ``BackupAndRestore`` checkpoints every epoch under
+``data/models/train_backup`` (not a DVC output), so a killed run started again resumes after
+the last finished epoch. The backup is deleted when training succeeds, and discarded when it
+was made with other params or data. TensorBoard logs go to ``data/models/tensorboard``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -175,11 +182,29 @@ def float32_copy(model, width: int, cfg: TrainParams):
     return copy
 
 
+def fits_in_cache(nbytes: int, cache_max_mb: int) -> bool:
+    """Whether train + val arrays fit the cache budget: the cache is a second in-memory copy."""
+    return nbytes <= cache_max_mb * 2**20
+
+
 def make_dataset(
-    features: np.ndarray, labels: np.ndarray, global_batch: int, seed: int, shuffle: bool
+    features: np.ndarray,
+    labels: np.ndarray,
+    global_batch: int,
+    seed: int,
+    shuffle: bool,
+    cache: bool = False,
 ):
+    """Seeded shuffle, batch, prefetch; ``cache`` keeps the elements in memory after epoch 1.
+
+    The cache sits before the shuffle, so every epoch still sees a fresh order. From arrays
+    already in memory it saves nothing measurable (about 0.5 ms per batch of 64 rows x 27
+    features with or without it); it pays once elements come from a file reader or a map step.
+    """
     tf, _ = tensorflow()
     dataset = tf.data.Dataset.from_tensor_slices((features, labels.astype("float32")))
+    if cache:
+        dataset = dataset.cache()
     if shuffle:
         dataset = dataset.shuffle(len(features), seed=seed, reshuffle_each_iteration=True)
     options = tf.data.Options()
@@ -187,9 +212,37 @@ def make_dataset(
     return dataset.batch(global_batch).prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
+def fingerprint(cfg: TrainParams, seed: int, class_weight: dict | None, *arrays: np.ndarray) -> str:
+    """Identifies one training: a backup made under another fingerprint must not be resumed."""
+    digest = hashlib.sha256(
+        json.dumps([cfg.model_dump(), seed, class_weight], sort_keys=True).encode()
+    )
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array))
+    return digest.hexdigest()
+
+
+def claim_backup(backup_dir: Path, stamp: str) -> bool:
+    """Keep ``backup_dir`` only if it belongs to this training; return whether one is there."""
+    mark = backup_dir / "fingerprint"
+    if backup_dir.exists() and (not mark.exists() or mark.read_text() != stamp):
+        log.warning("discarding %s: it was made with other params or data", backup_dir)
+        shutil.rmtree(backup_dir)
+    backup_dir.mkdir(parents=True, exist_ok=True)
+    mark.write_text(stamp)
+    return (backup_dir / "chief" / "checkpoint").exists()
+
+
 def epoch_logger(epochs: int):
     """Concise per-epoch progress lines (Keras' own bar is noise in Airflow logs)."""
     _, keras = tensorflow()
+    first: list[int] = []
+
+    def on_epoch_begin(epoch: int, logs: dict | None) -> None:
+        if not first:
+            first.append(epoch)
+            if epoch:
+                log.info("resuming from the backup at epoch %d/%d", epoch + 1, epochs)
 
     def log_epoch(epoch: int, logs: dict | None) -> None:
         logs = logs or {}
@@ -202,7 +255,7 @@ def epoch_logger(epochs: int):
             logs.get("val_pr_auc", float("nan")),
         )
 
-    return keras.callbacks.LambdaCallback(on_epoch_end=log_epoch)
+    return keras.callbacks.LambdaCallback(on_epoch_begin=on_epoch_begin, on_epoch_end=log_epoch)
 
 
 def train(
@@ -212,8 +265,14 @@ def train(
     cfg: TrainParams,
     seed: int,
     class_weight: dict[str, float] | None = None,
+    backup_dir: Path | None = None,
+    tensorboard_dir: Path | None = None,
 ) -> TrainResult:
-    """Fit the model; ``class_weight`` ({"0": w, "1": w}) comes from rebalance's class_weight."""
+    """Fit the model; ``class_weight`` ({"0": w, "1": w}) comes from rebalance's class_weight.
+
+    Writes nothing but the per-epoch backup under ``backup_dir`` and the TensorBoard logs under
+    ``tensorboard_dir``, each only when given.
+    """
     tf, keras = tensorflow()
     # First: MultiWorkerMirroredStrategy must exist before TensorFlow runs any op.
     strategy = select_strategy(cfg.strategy)
@@ -243,9 +302,11 @@ def train(
     policy = dtype_policy(cfg.mixed_precision, len(tf.config.list_logical_devices("GPU")))
     with strategy.scope():
         model = build_model(transform.width, cfg, policy, steps)
+    nbytes = sum(a.nbytes for a in (x_train, y_train, x_val, y_val))
+    cache = fits_in_cache(nbytes, cfg.cache_max_mb)
     log.info(
         "training on %d rows x %d features, %s with %d replica(s), global batch %d, %s, "
-        "%d step(s) per execution",
+        "%d step(s) per execution, input %.1f MB %s",
         len(x_train),
         transform.width,
         strategy_name,
@@ -253,6 +314,8 @@ def train(
         global_batch,
         policy,
         steps,
+        nbytes / 2**20,
+        "cached" if cache else "not cached",
     )
     chief = strategy.extended.should_checkpoint
     callbacks = [
@@ -272,12 +335,25 @@ def train(
                 factor=cfg.reduce_lr_factor,
             )
         )
+    resuming = False
+    if backup_dir is not None:
+        if chief:
+            stamp = fingerprint(cfg, seed, class_weight, x_train, y_train, x_val, y_val)
+            resuming = claim_backup(Path(backup_dir), stamp)
+        # Before the epoch logger: when "epoch N" is logged, epoch N's backup is on disk.
+        callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
+    if tensorboard_dir is not None:
+        if chief and not resuming:  # a fresh training starts fresh curves; a resumed one adds
+            shutil.rmtree(tensorboard_dir, ignore_errors=True)
+        callbacks.append(
+            keras.callbacks.TensorBoard(str(tensorboard_dir), profile_batch=cfg.profile_batch)
+        )
     callbacks.append(epoch_logger(cfg.epochs))
 
     started = time.perf_counter()
     fit = model.fit(
-        make_dataset(x_train, y_train, global_batch, seed, shuffle=True),
-        validation_data=make_dataset(x_val, y_val, global_batch, seed, shuffle=False),
+        make_dataset(x_train, y_train, global_batch, seed, shuffle=True, cache=cache),
+        validation_data=make_dataset(x_val, y_val, global_batch, seed, shuffle=False, cache=cache),
         epochs=cfg.epochs,
         callbacks=callbacks,
         class_weight={int(k): v for k, v in class_weight.items()} if class_weight else None,
@@ -287,7 +363,10 @@ def train(
     if policy != "float32":
         model = float32_copy(model, transform.width, cfg)
     history = pd.DataFrame(fit.history)
-    history.insert(0, "epoch", np.arange(1, len(history) + 1))
+    # After a resume, history, early stopping and the LR schedule cover only the epochs this
+    # process ran (the callbacks' counters are not in the backup), so the best weights and
+    # best_epoch are the best since the resume. fit.epoch numbers those epochs.
+    history.insert(0, "epoch", np.asarray(fit.epoch) + 1)
     best = int(history["val_pr_auc"].idxmax())
     report = {
         "strategy": strategy_name,
@@ -295,6 +374,7 @@ def train(
         "global_batch": global_batch,
         "dtype_policy": policy,
         "steps_per_execution": steps,
+        "first_epoch": int(history["epoch"].iloc[0]),
         "epochs_run": len(history),
         "best_epoch": int(history["epoch"].iloc[best]),
         "best_val_pr_auc": float(history["val_pr_auc"].iloc[best]),
@@ -316,6 +396,8 @@ def main() -> None:
         params.train,
         params.seed,
         class_weight=read_json(paths.REBALANCE_METRICS).get("class_weight"),
+        backup_dir=paths.TRAIN_BACKUP,
+        tensorboard_dir=paths.TENSORBOARD,
     )
     if not result.chief:
         # Saving reads variables through collective ops that every worker must join, so the
@@ -329,6 +411,8 @@ def main() -> None:
         result.transform.save(tmp / paths.FEATURE_TRANSFORM.name)
     write_csv_atomic(result.history, paths.TRAINING_HISTORY)
     write_json_atomic(result.report, paths.TRAIN_METRICS)
+    # BackupAndRestore removed its checkpoints when fit ended; what is left is our fingerprint.
+    shutil.rmtree(paths.TRAIN_BACKUP, ignore_errors=True)
     log.info(
         "trained %d epochs in %.1fs (best val PR-AUC %.4f at epoch %d)",
         result.report["epochs_run"],

@@ -69,7 +69,7 @@ def free_ports(count: int) -> list[int]:
 
 def test_two_local_workers_complete_a_multi_worker_run(tmp_path):
     # Both workers share one folder, as workers share storage in a real cluster: the chief
-    # writes the model, the other worker writes nothing there.
+    # writes the model and the backup, the other worker writes nothing there.
     repo = train_repo(
         tmp_path / "repo",
         {"strategy": "multi_worker", "epochs": 2, "batch_size": 32, "hidden_units": [8]},
@@ -99,3 +99,4 @@ def test_two_local_workers_complete_a_multi_worker_run(tmp_path):
     assert (repo.root / paths.KERAS_MODEL).exists()
     assert "worker 0 of 2" in logs[0] and "worker 1 of 2" in logs[1]
     assert "not the chief worker" in logs[1]
+    assert not (repo.root / paths.TRAIN_BACKUP).exists()

@@ -1,14 +1,77 @@
-"""The train stage's model knobs on a real TensorFlow."""
+"""The train stage's controls on a real TensorFlow: resume after a kill, and the model's knobs."""
+
+import json
+import re
+import signal
+import subprocess
+import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from pipelines import paths
 from pipelines.config import TrainParams
 from pipelines.quantize import convert
 from pipelines.tf_runtime import tensorflow
 from pipelines.train import build_model, float32_copy
+from tests.integration.conftest import train_repo
 
 pytestmark = pytest.mark.integration
+
+EPOCHS = 20
+EPOCH_LINE = re.compile(rf"\bepoch (\d+)/{EPOCHS} loss")
+
+
+def test_a_killed_training_resumes_after_its_last_epoch(tmp_path):
+    repo = train_repo(
+        tmp_path,
+        {
+            "epochs": EPOCHS,
+            "early_stopping_patience": EPOCHS,  # run every epoch: the kill must land mid-run
+            "hidden_units": [8],
+            "batch_size": 32,
+            # The other controls ride along, so the real entry point exercises them too.
+            "loss": "focal",
+            "l2": 0.0001,
+            "reduce_lr_patience": 3,
+            "deterministic": True,
+        },
+    )
+    first = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.train"],
+        cwd=repo.root,
+        env=repo.env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    logged, lines = [], []
+    for line in first.stderr:
+        lines.append(line)
+        if match := EPOCH_LINE.search(line):
+            logged.append(int(match[1]))
+            if logged[-1] == 2:
+                first.send_signal(signal.SIGKILL)
+                break
+    first.wait(timeout=60)
+    first.stderr.close()
+    assert first.returncode == -signal.SIGKILL, "".join(lines)[-4000:]
+    assert (repo.root / paths.TRAIN_BACKUP / "chief" / "checkpoint").exists()
+
+    second = repo.python("-m", "pipelines.train", timeout=300)
+    assert second.returncode == 0, second.stderr[-4000:]
+    epochs = [int(n) for n in EPOCH_LINE.findall(second.stderr)]
+    resumed = re.search(rf"resuming from the backup at epoch (\d+)/{EPOCHS}", second.stderr)
+    assert resumed, second.stderr[-4000:]
+    # Each epoch's backup is written before its log line, so the restart begins after the
+    # last epoch logged before the kill (or later, if another backup landed in between).
+    assert int(resumed[1]) == epochs[0] > logged[-1] >= 2
+    assert epochs == list(range(epochs[0], EPOCHS + 1))
+    history = pd.read_csv(repo.root / paths.TRAINING_HISTORY)
+    assert history["epoch"].tolist() == epochs
+    assert json.loads((repo.root / paths.TRAIN_METRICS).read_text())["first_epoch"] == epochs[0]
+    assert not (repo.root / paths.TRAIN_BACKUP).exists()  # deleted once training succeeded
+    assert any((repo.root / paths.TENSORBOARD).rglob("events.out.tfevents.*"))
 
 
 def test_model_knobs_mixed_precision_l2_and_focal_loss():
