@@ -77,19 +77,24 @@ def test_two_local_workers_complete_a_multi_worker_run(tmp_path):
     )
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     workers = []
-    for index in range(2):
-        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-        log = (tmp_path / f"worker{index}.log").open("w")
-        workers.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "pipelines.train"],
-                cwd=repo.root,
-                env=repo.env({"TF_CONFIG": tf_config}),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        )
-    codes = [worker.wait(timeout=300) for worker in workers]
+    try:
+        for index in range(2):
+            task = {"type": "worker", "index": index}
+            with (tmp_path / f"worker{index}.log").open("w") as log:
+                workers.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "pipelines.train"],
+                        cwd=repo.root,
+                        env=repo.env({"TF_CONFIG": json.dumps({"cluster": cluster, "task": task})}),
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+        codes = [worker.wait(timeout=300) for worker in workers]
+    finally:
+        for worker in workers:  # a worker left waiting for its peer must not outlive the test
+            if worker.poll() is None:
+                worker.kill()
     logs = [(tmp_path / f"worker{index}.log").read_text() for index in range(2)]
     assert codes == [0, 0], "\n".join(log[-3000:] for log in logs)
     report = json.loads((repo.root / paths.TRAIN_METRICS).read_text())

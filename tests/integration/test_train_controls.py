@@ -46,15 +46,17 @@ def test_a_killed_training_resumes_after_its_last_epoch(tmp_path):
         text=True,
     )
     logged, lines = [], []
-    for line in first.stderr:
-        lines.append(line)
-        if match := EPOCH_LINE.search(line):
-            logged.append(int(match[1]))
-            if logged[-1] == 2:
-                first.send_signal(signal.SIGKILL)
-                break
-    first.wait(timeout=60)
-    first.stderr.close()
+    try:
+        for line in first.stderr:
+            lines.append(line)
+            if match := EPOCH_LINE.search(line):
+                logged.append(int(match[1]))
+                if logged[-1] == 2:
+                    break
+    finally:
+        first.send_signal(signal.SIGKILL)  # a no-op if it already ended
+        first.wait(timeout=60)
+        first.stderr.close()
     assert first.returncode == -signal.SIGKILL, "".join(lines)[-4000:]
     assert (repo.root / paths.TRAIN_BACKUP / "chief" / "checkpoint").exists()
 
