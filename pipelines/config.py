@@ -118,13 +118,32 @@ class AugmentParams(Section):
 
 
 class TrainParams(Section):
-    strategy: Literal["auto", "mirrored", "default"]
+    # The controls added after the first version have defaults that reproduce the behaviour
+    # before they existed (plain BCE, no L2, fixed LR, ...), so code and tests that build a
+    # TrainParams by hand keep their meaning; params.yaml still sets every one explicitly.
+    strategy: Literal["auto", "mirrored", "multi_worker", "default"]
     epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1, description="Per replica; global = this x replicas")
     learning_rate: float = Field(gt=0)
     hidden_units: list[int] = Field(min_length=1)
     dropout: float = Field(ge=0, lt=1)
+    l2: float = Field(0.0, ge=0, description="L2 penalty on every Dense kernel; 0: off")
+    loss: Literal["bce", "focal"] = Field("bce", description="binary cross-entropy or focal loss")
+    focal_gamma: float = Field(2.0, ge=0, description="focal: down-weights easy examples")
     early_stopping_patience: int = Field(ge=1)
+    reduce_lr_patience: int = Field(
+        0, ge=0, description="epochs without val PR-AUC gain before the LR is cut; 0: off"
+    )
+    reduce_lr_factor: float = Field(0.5, gt=0, lt=1, description="LR multiplier on a plateau")
+    deterministic: bool = Field(False, description="enable TF op determinism (slower)")
+    steps_per_execution: int = Field(1, ge=1, description="batches per compiled call")
+    mixed_precision: Literal["auto", "off"] = Field(
+        "auto", description="auto: mixed_float16 when a GPU is visible, float32 otherwise"
+    )
+    cache_max_mb: int = Field(
+        1024, ge=0, description="cache the input pipeline in memory when under this size"
+    )
+    profile_batch: int = Field(0, ge=0, description="TensorBoard profiles this batch; 0: off")
 
 
 class EvaluateParams(Section):

@@ -39,6 +39,10 @@ KERAS_MODEL = MODEL_DIR / "model.keras"
 FEATURE_TRANSFORM = MODEL_DIR / "transform.json"
 TFLITE_MODEL = MODELS / "model.tflite"
 QUANTIZE_TABLE = MODELS / "quantization.md"
+# Train's working folders, not outputs: the per-epoch backup a killed run resumes from
+# (deleted when training succeeds) and TensorBoard logs (watched live, so not written atomically).
+TRAIN_BACKUP = MODELS / "train_backup"
+TENSORBOARD = MODELS / "tensorboard"
 
 METRICS = DATA / "metrics"
 INGEST_METRICS = METRICS / "ingest.json"

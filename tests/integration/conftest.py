@@ -12,6 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipelines import paths
+from pipelines.config import DataParams, SplitParams
+from pipelines.schema import infer_schema, save_schema, schema_path
+from pipelines.split import split
+from tests.conftest import make_frame
+
 REPO = Path(__file__).resolve().parents[2]
 COPIED = [
     "pipelines",
@@ -160,3 +166,25 @@ def pipeline_repo(tmp_path_factory) -> tuple[RepoCopy, Run]:
     copy = make_repo_copy(tmp_path_factory.mktemp("pipeline"))
     copy.python("-m", "pipelines.simulate", "--if-empty", check=True)
     return copy, copy.dvc("repro", check=True)
+
+
+def train_repo(destination: Path, train: dict, rows: int = 1000) -> RepoCopy:
+    """A repo copy holding only what ``python -m pipelines.train`` reads, from make_frame rows.
+
+    Far cheaper than running the stages before train, which these tests do not exercise.
+    """
+    data = DataParams(source="data/landing", target="label", positive_label=1)
+    copy = make_repo_copy(destination, {"data": data.model_dump(), "train": train})
+    frame = make_frame(n=rows, positive_rate=0.1, seed=7)
+    schema = infer_schema(frame, data, 10, 3.0, 10)
+    split_cfg = SplitParams(
+        method="stratified", val_size=0.2, test_size=0.2, time_column=None, group_column=None
+    )
+    train_frame, val, _ = split(frame, schema, split_cfg, seed=0)
+    for frame_, path in ((train_frame, paths.AUGMENTED_TRAIN), (val, paths.SPLIT_VAL)):
+        (copy.root / path).parent.mkdir(parents=True, exist_ok=True)
+        frame_.to_parquet(copy.root / path, index=False)
+    save_schema(schema, copy.root / schema_path(data))
+    (copy.root / paths.REBALANCE_METRICS).parent.mkdir(parents=True, exist_ok=True)
+    (copy.root / paths.REBALANCE_METRICS).write_text("{}")
+    return copy

@@ -1,12 +1,15 @@
-"""The multi-replica path: MirroredStrategy on two logical CPU devices matches one device."""
+"""The multi-replica paths: MirroredStrategy on two logical CPU devices matches one device, and
+two local workers complete a MultiWorkerMirroredStrategy run."""
 
 import json
+import socket
 import subprocess
 import sys
 
 import pytest
 
-from tests.integration.conftest import REPO
+from pipelines import paths
+from tests.integration.conftest import REPO, train_repo
 
 pytestmark = pytest.mark.integration
 
@@ -52,3 +55,53 @@ def test_mirrored_on_two_logical_cpus_matches_single_device():
     # Same data, seed and epochs: the two runs differ only in how gradients are summed.
     assert mirrored["test_pr_auc"] == pytest.approx(single["test_pr_auc"], abs=0.1), results
     assert mirrored["test_pr_auc"] > 0.25, results  # well above the 0.1 base rate
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:  # all bound at once, so the ports differ
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def test_two_local_workers_complete_a_multi_worker_run(tmp_path):
+    # Both workers share one folder, as workers share storage in a real cluster: the chief
+    # writes the model and the backup, the other worker writes nothing there.
+    repo = train_repo(
+        tmp_path / "repo",
+        {"strategy": "multi_worker", "epochs": 2, "batch_size": 32, "hidden_units": [8]},
+        rows=800,
+    )
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    workers = []
+    try:
+        for index in range(2):
+            task = {"type": "worker", "index": index}
+            with (tmp_path / f"worker{index}.log").open("w") as log:
+                workers.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "pipelines.train"],
+                        cwd=repo.root,
+                        env=repo.env({"TF_CONFIG": json.dumps({"cluster": cluster, "task": task})}),
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+        codes = [worker.wait(timeout=300) for worker in workers]
+    finally:
+        for worker in workers:  # a worker left waiting for its peer must not outlive the test
+            if worker.poll() is None:
+                worker.kill()
+    logs = [(tmp_path / f"worker{index}.log").read_text() for index in range(2)]
+    assert codes == [0, 0], "\n".join(log[-3000:] for log in logs)
+    report = json.loads((repo.root / paths.TRAIN_METRICS).read_text())
+    assert report["strategy"] == "MultiWorkerMirroredStrategy"
+    assert report["replicas"] == 2 and report["global_batch"] == 64
+    assert report["epochs_run"] == 2
+    assert (repo.root / paths.KERAS_MODEL).exists()
+    assert "worker 0 of 2" in logs[0] and "worker 1 of 2" in logs[1]
+    assert "not the chief worker" in logs[1]
+    assert not (repo.root / paths.TRAIN_BACKUP).exists()

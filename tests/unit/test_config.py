@@ -30,6 +30,8 @@ def test_repository_params_load():
         (lambda p: p.update(trian={}), "trian: unknown key"),
         (lambda p: p["train"].update(epochs=0), "train.epochs"),
         (lambda p: p["train"].update(strategy="tpu"), "train.strategy"),
+        (lambda p: p["train"].update(loss="mse"), "train.loss"),
+        (lambda p: p["train"].update(reduce_lr_factor=1.5), "train.reduce_lr_factor"),
         (lambda p: p["split"].update(test_size=0.45, val_size=0.45), "split"),
         (lambda p: p["data"].pop("target"), "data.target"),
         (lambda p: p["data"].update(source="  "), "data.source"),

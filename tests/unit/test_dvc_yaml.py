@@ -68,6 +68,8 @@ def test_every_output_path_in_paths_module_is_declared():
             paths.METRICS,
             paths.PLOTS,
             paths.FAILED_DATA_DOCS,  # what a failed run leaves for the user, never a stage output
+            paths.TRAIN_BACKUP,  # train's resume point, deleted when training succeeds
+            paths.TENSORBOARD,  # train's live logs for TensorBoard, not a pipeline result
         )
     }
     for constant in path_constants() - containers:

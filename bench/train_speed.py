@@ -1,0 +1,218 @@
+"""Train-stage throughput against a bare ``model.fit``, side by side in one run.
+
+Same data (the simulator's default days, cleaned and split as the pipeline does, the training
+split transformed by the stage's FeatureTransform), same model (``build_model`` from
+params.yaml), per-replica batch, epochs and seed. Throughput is training rows x epochs / the
+seconds of ``fit()``, validation included, which is how the stage reports
+``samples_per_second``:
+
+* stage: ``pipelines.train.train()`` with strategy ``default`` and every callback main() uses
+  (early stopping, ReduceLROnPlateau, the per-epoch backup, TensorBoard logs, the epoch log),
+  writing into a temporary folder; early-stopping patience is set to the epoch count so both
+  sides run the same number of epochs;
+* bare: ``model.fit`` on ``from_tensor_slices -> shuffle -> batch -> prefetch``, no callbacks;
+* the stage again with ``steps_per_execution`` 8;
+* mirrored: ``train()`` with strategy ``mirrored`` on two logical CPU devices, in a
+  subprocess, since logical devices must be set before TensorFlow initialises.
+
+The runs alternate ``--repeats`` times and the best of each is compared: on a shared machine
+interference only ever slows a run down.
+
+Input wait, two ways (on the stage's own training dataset, no validation):
+
+* upper bound: seconds to iterate one epoch of the dataset alone / seconds of one epoch of
+  ``fit`` (the share of the step if none of the input work overlapped with compute);
+* profiled: from a TF Profiler trace of 5 epochs, time inside the ``IteratorGetNext`` op
+  (the train step blocked on, or taking over, its next batch) / time of the train steps.
+  That is the input time of the profiler's input-pipeline analysis, read here from the raw
+  trace since the profile plugin is not installed; tracing adds its own overhead to each
+  step, so treat it as approximate.
+
+    python bench/train_speed.py [--epochs 8] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from bench.common import default_params, simulated  # noqa: E402
+from pipelines.config import Params  # noqa: E402
+from pipelines.features import FeatureTransform  # noqa: E402
+from pipelines.split import split  # noqa: E402
+from pipelines.tf_runtime import tensorflow  # noqa: E402
+from pipelines.train import build_model, make_dataset, train  # noqa: E402
+
+
+def bench_inputs(params: Params, epochs: int):
+    frame, schema = simulated(params)
+    train_frame, val, _ = split(frame, schema, params.split, params.seed)
+    cfg = params.train.model_copy(
+        update={"strategy": "default", "epochs": epochs, "early_stopping_patience": epochs}
+    )
+    return train_frame, val, schema, cfg
+
+
+def stage_run(params: Params, inputs, **changes) -> dict:
+    train_frame, val, schema, cfg = inputs
+    with tempfile.TemporaryDirectory() as tmp:
+        result = train(
+            train_frame,
+            val,
+            schema,
+            cfg.model_copy(update=changes),
+            params.seed,
+            backup_dir=Path(tmp) / "backup",
+            tensorboard_dir=Path(tmp) / "tensorboard",
+        )
+    return result.report
+
+
+def bare_run(params: Params, inputs) -> dict:
+    tf, keras = tensorflow()
+    train_frame, val, schema, cfg = inputs
+    transform = FeatureTransform.fit(train_frame, schema)
+    x, y = transform.transform(train_frame), train_frame[schema.target].to_numpy("float32")
+    xv, yv = transform.transform(val), val[schema.target].to_numpy("float32")
+    keras.utils.set_random_seed(params.seed)
+    model = build_model(transform.width, cfg)
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((x, y))
+        .shuffle(len(x), seed=params.seed)
+        .batch(cfg.batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    validation = tf.data.Dataset.from_tensor_slices((xv, yv)).batch(cfg.batch_size)
+    started = time.perf_counter()
+    model.fit(dataset, validation_data=validation, epochs=cfg.epochs, verbose=0)
+    seconds = time.perf_counter() - started
+    return {"samples_per_second": round(len(x) * cfg.epochs / seconds, 1)}
+
+
+def input_wait(params: Params, inputs, repeats: int) -> dict:
+    tf, keras = tensorflow()
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    train_frame, _, schema, cfg = inputs
+    transform = FeatureTransform.fit(train_frame, schema)
+    x, y = transform.transform(train_frame), train_frame[schema.target].to_numpy()
+    dataset = make_dataset(x, y, cfg.batch_size, params.seed, shuffle=True, cache=True)
+    steps = int(np.ceil(len(x) / cfg.batch_size))
+    keras.utils.set_random_seed(params.seed)
+    model = build_model(transform.width, cfg)
+    model.fit(dataset, epochs=1, verbose=0)  # fill the cache, trace, warm up
+
+    def iterate() -> float:
+        started = time.perf_counter()
+        for _ in dataset:
+            pass
+        return time.perf_counter() - started
+
+    def fit_epoch() -> float:
+        started = time.perf_counter()
+        model.fit(dataset, epochs=1, verbose=0)
+        return time.perf_counter() - started
+
+    # Minimum of repeats: on a shared machine interference only adds time.
+    alone = min(iterate() for _ in range(repeats))
+    epoch = min(fit_epoch() for _ in range(repeats))
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        model.fit(dataset, epochs=repeats, verbose=0)
+        tf.profiler.experimental.stop()
+        (trace,) = Path(logdir).rglob("*.xplane.pb")
+        space = xplane_pb2.XSpace.FromString(trace.read_bytes())
+    spent = {"train_function": 0, "IteratorGetNextOp::DoCompute": 0}
+    for plane in space.planes:
+        for line in plane.lines:
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name
+                if name in spent:
+                    spent[name] += event.duration_ps
+    return {
+        "step_ms": 1000 * epoch / steps,
+        "input_alone_ms": 1000 * alone / steps,
+        "upper_bound": alone / epoch,
+        "profiled": spent["IteratorGetNextOp::DoCompute"] / spent["train_function"],
+    }
+
+
+def mirrored_child(epochs: int) -> None:
+    """Runs in a subprocess: two logical CPU devices, then the stage with strategy mirrored."""
+    tf, _ = tensorflow()
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    params = default_params()
+    train_frame, val, schema, cfg = bench_inputs(params, epochs)
+    report = stage_run(params, (train_frame, val, schema, cfg), strategy="mirrored")
+    print(json.dumps(report))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--mirrored-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    if args.mirrored_child:
+        mirrored_child(args.epochs)
+        return
+    params = default_params()
+    inputs = bench_inputs(params, args.epochs)
+    cfg = inputs[3]
+    print(
+        f"{len(inputs[0])} training rows, {len(inputs[1])} validation rows, "
+        f"hidden {cfg.hidden_units}, batch {cfg.batch_size}, {args.epochs} epochs, "
+        f"{os.cpu_count()} CPU cores"
+    )
+    stage, bare, spe8 = [], [], []
+    for _ in range(args.repeats):
+        bare.append(bare_run(params, inputs)["samples_per_second"])
+        stage.append(stage_run(params, inputs)["samples_per_second"])
+        spe8.append(stage_run(params, inputs, steps_per_execution=8)["samples_per_second"])
+    wait = input_wait(params, inputs, repeats=5)
+    child = subprocess.run(
+        [sys.executable, __file__, "--mirrored-child", "--epochs", str(args.epochs)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    mirrored = json.loads(child.stdout.strip().splitlines()[-1])
+    best_stage, best_bare = max(stage), max(bare)
+    print(f"{'run':<44} {'samples/s':>10} {'vs bare':>8}")
+    print(f"{'bare model.fit (tf.data)':<44} {best_bare:>10.0f} {1:>7.2f}x   all: {bare}")
+    print(
+        f"{'stage train(), default strategy':<44} {best_stage:>10.0f} "
+        f"{best_stage / best_bare:>7.2f}x   all: {stage}"
+    )
+    print(
+        f"{'stage train(), steps_per_execution 8':<44} {max(spe8):>10.0f} "
+        f"{max(spe8) / best_bare:>7.2f}x   all: {spe8}"
+    )
+    rate = mirrored["samples_per_second"]
+    print(
+        f"{'stage train(), mirrored on 2 logical CPUs':<44} {rate:>10.0f} "
+        f"{rate / best_bare:>7.2f}x   {rate / best_stage:.2f}x the single-device stage "
+        f"(global batch {mirrored['global_batch']})"
+    )
+    print(
+        f"input wait: step {wait['step_ms']:.2f} ms, iterating the dataset alone "
+        f"{wait['input_alone_ms']:.2f} ms/batch (upper bound {wait['upper_bound']:.1%} of the "
+        f"step); TF Profiler, IteratorGetNext / train step: {wait['profiled']:.1%}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""The train stage's controls on a real TensorFlow: resume after a kill, and the model's knobs."""
+
+import json
+import re
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines import paths
+from pipelines.config import TrainParams
+from pipelines.quantize import convert
+from pipelines.tf_runtime import tensorflow
+from pipelines.train import build_model, float32_copy
+from tests.integration.conftest import train_repo
+
+pytestmark = pytest.mark.integration
+
+EPOCHS = 20
+EPOCH_LINE = re.compile(rf"\bepoch (\d+)/{EPOCHS} loss")
+
+
+def test_a_killed_training_resumes_after_its_last_epoch(tmp_path):
+    repo = train_repo(
+        tmp_path,
+        {
+            "epochs": EPOCHS,
+            "early_stopping_patience": EPOCHS,  # run every epoch: the kill must land mid-run
+            "hidden_units": [8],
+            "batch_size": 32,
+            # The other controls ride along, so the real entry point exercises them too.
+            "loss": "focal",
+            "l2": 0.0001,
+            "reduce_lr_patience": 3,
+            "deterministic": True,
+        },
+    )
+    first = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.train"],
+        cwd=repo.root,
+        env=repo.env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    logged, lines = [], []
+    try:
+        for line in first.stderr:
+            lines.append(line)
+            if match := EPOCH_LINE.search(line):
+                logged.append(int(match[1]))
+                if logged[-1] == 2:
+                    break
+    finally:
+        first.send_signal(signal.SIGKILL)  # a no-op if it already ended
+        first.wait(timeout=60)
+        first.stderr.close()
+    assert first.returncode == -signal.SIGKILL, "".join(lines)[-4000:]
+    assert (repo.root / paths.TRAIN_BACKUP / "chief" / "checkpoint").exists()
+
+    second = repo.python("-m", "pipelines.train", timeout=300)
+    assert second.returncode == 0, second.stderr[-4000:]
+    epochs = [int(n) for n in EPOCH_LINE.findall(second.stderr)]
+    resumed = re.search(rf"resuming from the backup at epoch (\d+)/{EPOCHS}", second.stderr)
+    assert resumed, second.stderr[-4000:]
+    # Each epoch's backup is written before its log line, so the restart begins after the
+    # last epoch logged before the kill (or later, if another backup landed in between).
+    assert int(resumed[1]) == epochs[0] > logged[-1] >= 2
+    assert epochs == list(range(epochs[0], EPOCHS + 1))
+    history = pd.read_csv(repo.root / paths.TRAINING_HISTORY)
+    assert history["epoch"].tolist() == epochs
+    assert json.loads((repo.root / paths.TRAIN_METRICS).read_text())["first_epoch"] == epochs[0]
+    assert not (repo.root / paths.TRAIN_BACKUP).exists()  # deleted once training succeeded
+    assert any((repo.root / paths.TENSORBOARD).rglob("events.out.tfevents.*"))
+
+
+def test_model_knobs_mixed_precision_l2_and_focal_loss():
+    _, keras = tensorflow()
+    cfg = TrainParams(
+        strategy="default",
+        epochs=1,
+        batch_size=8,
+        learning_rate=0.01,
+        hidden_units=[8, 4],
+        dropout=0.1,
+        early_stopping_patience=1,
+        l2=0.01,
+        loss="focal",
+        focal_gamma=3.0,
+    )
+    # mixed_float16 is built here only to check the model's shape of dtypes; on CPU the
+    # stage itself never picks it (see test_train.py's dtype_policy cases).
+    model = build_model(5, cfg, policy="mixed_float16")
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    assert [layer.compute_dtype for layer in dense] == ["float16", "float16", "float32"]
+    assert model.output.dtype == "float32"
+    assert isinstance(model.optimizer, keras.mixed_precision.LossScaleOptimizer)
+    assert len(model.losses) == len(dense)  # one L2 penalty per Dense kernel
+    assert isinstance(model.loss, keras.losses.BinaryFocalCrossentropy)
+    assert model.loss.gamma == 3.0
+
+    exported = float32_copy(model, 5, cfg)  # what train() returns after mixed precision
+    assert {layer.compute_dtype for layer in exported.layers[1:]} == {"float32"}
+    rows = np.random.default_rng(0).normal(size=(32, 5)).astype("float32")
+    np.testing.assert_allclose(
+        exported.predict(rows, verbose=0), model.predict(rows, verbose=0), atol=5e-3
+    )
+    assert convert(exported, "dynamic_range")  # TFLite cannot convert the float16 MatMuls
+
+    plain = build_model(5, cfg.model_copy(update={"l2": 0.0, "loss": "bce"}))
+    assert {layer.compute_dtype for layer in plain.layers[1:]} == {"float32"}
+    assert not plain.losses
+    assert isinstance(plain.loss, keras.losses.BinaryCrossentropy)

@@ -1,0 +1,132 @@
+"""Train's pure decisions: TF_CONFIG checks, the steps-per-execution guard, dtype policy,
+caching and which backup a restart may resume from. No TensorFlow is imported here."""
+
+import json
+
+import numpy as np
+import pytest
+
+from pipelines.config import TrainParams
+from pipelines.errors import PipelineError
+from pipelines.train import (
+    claim_backup,
+    dtype_policy,
+    fingerprint,
+    fits_in_cache,
+    parse_tf_config,
+    safe_steps_per_execution,
+)
+
+CLUSTER = {"worker": ["127.0.0.1:1111", "127.0.0.1:2222"]}
+
+
+def tf_config(cluster=CLUSTER, task_type="worker", index=0) -> str:
+    return json.dumps({"cluster": cluster, "task": {"type": task_type, "index": index}})
+
+
+def cfg(**changes) -> TrainParams:
+    base = dict(
+        strategy="default",
+        epochs=3,
+        batch_size=32,
+        learning_rate=0.001,
+        hidden_units=[8],
+        dropout=0.0,
+        early_stopping_patience=2,
+    )
+    return TrainParams(**(base | changes))
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (tf_config(), ("worker", 0, 2)),
+        (tf_config(index=1), ("worker", 1, 2)),
+        (
+            tf_config(cluster={"chief": ["h:1"], "worker": ["h:2"]}, task_type="chief"),
+            ("chief", 0, 2),
+        ),
+    ],
+)
+def test_valid_tf_config(raw, expected):
+    assert parse_tf_config(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "named"),
+    [
+        (None, "needs TF_CONFIG to be set"),
+        ("  ", "needs TF_CONFIG to be set"),
+        ("{not json", "TF_CONFIG is not valid"),
+        (json.dumps({"cluster": CLUSTER}), "TF_CONFIG is not valid (KeyError: 'task')"),
+        (
+            json.dumps({"cluster": [], "task": {"type": "worker", "index": 0}}),
+            "TF_CONFIG is not valid",
+        ),
+        (tf_config(index=2), "task index 2 is outside cluster.worker"),
+        (tf_config(index=-1), "task index -1 is outside cluster.worker"),
+        (tf_config(index="0"), "integer index"),
+        (tf_config(cluster=CLUSTER | {"ps": ["h:3"]}, task_type="ps"), "chief or worker"),
+        (tf_config(task_type="chief"), "TF_CONFIG is not valid (KeyError: 'chief')"),
+    ],
+)
+def test_missing_or_invalid_tf_config_names_it(raw, named):
+    with pytest.raises(PipelineError, match="TF_CONFIG") as error:
+        parse_tf_config(raw)
+    assert named in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("requested", "strategy", "replicas", "devices", "used"),
+    [
+        (4, "MirroredStrategy", 2, {"CPU"}, 1),  # the known crash: forced to 1
+        (4, "MirroredStrategy", 2, {"GPU"}, 4),
+        (4, "MirroredStrategy", 1, {"CPU"}, 4),  # one replica: nothing to reduce across
+        (4, "_DefaultDistributionStrategy", 1, {"CPU"}, 4),
+        (4, "MultiWorkerMirroredStrategy", 2, {"CPU"}, 4),  # ran fine in our tests
+        (1, "MirroredStrategy", 2, {"CPU"}, 1),
+    ],
+)
+def test_steps_per_execution_guard(requested, strategy, replicas, devices, used):
+    assert safe_steps_per_execution(requested, strategy, replicas, devices) == used
+
+
+@pytest.mark.parametrize(
+    ("setting", "gpus", "policy"),
+    [("auto", 0, "float32"), ("auto", 1, "mixed_float16"), ("off", 2, "float32")],
+)
+def test_mixed_precision_only_on_gpu(setting, gpus, policy):
+    assert dtype_policy(setting, gpus) == policy
+
+
+def test_cache_budget():
+    assert fits_in_cache(2**20, 1)
+    assert not fits_in_cache(2**20 + 1, 1)
+    assert not fits_in_cache(1, 0)  # 0 never caches
+
+
+def test_fingerprint_changes_with_params_seed_weights_and_data():
+    x, y = np.zeros((4, 2), "float32"), np.zeros(4)
+    base = fingerprint(cfg(), 1, None, x, y)
+    assert base == fingerprint(cfg(), 1, None, x.copy(), y.copy())
+    assert base != fingerprint(cfg(learning_rate=0.01), 1, None, x, y)
+    assert base != fingerprint(cfg(), 2, None, x, y)
+    assert base != fingerprint(cfg(), 1, {"0": 1.0, "1": 5.0}, x, y)
+    assert base != fingerprint(cfg(), 1, None, x + 1, y)
+
+
+def test_a_backup_is_resumed_only_by_the_training_that_made_it(tmp_path):
+    backup = tmp_path / "backup"
+    assert claim_backup(backup, "a") is False  # nothing to resume
+    (backup / "chief").mkdir()
+    (backup / "chief" / "checkpoint").write_text("epoch 3")
+    assert claim_backup(backup, "a") is True
+    assert claim_backup(backup, "b") is False  # other params or data: discarded
+    assert not (backup / "chief").exists()
+    assert (backup / "fingerprint").read_text() == "b"
+
+
+def test_a_backup_without_fingerprint_is_discarded(tmp_path):
+    (tmp_path / "chief").mkdir()
+    (tmp_path / "chief" / "checkpoint").write_text("from an older version")
+    assert claim_backup(tmp_path, "a") is False
