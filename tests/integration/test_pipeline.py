@@ -41,6 +41,9 @@ def test_full_repro_registers_a_champion(pipeline_repo):
     assert champion.tags["gate_decision"] == "champion"
     run_data = client.get_run(register["run_id"]).data
     assert run_data.metrics["test_pr_auc"] == pytest.approx(evaluate["pr_auc"])
+    # Parity: the registered pyfunc, loaded back from MLflow, scores what evaluate measured.
+    assert run_data.metrics["gate.challenger_pr_auc"] == pytest.approx(evaluate["pr_auc"], abs=1e-6)
+    assert run_data.metrics["gate.challenger_recall"] == pytest.approx(evaluate["recall"], abs=1e-6)
     assert run_data.tags["git_commit"] != "unknown"
     assert run_data.params["train.epochs"] == "4"
     before, after = (
