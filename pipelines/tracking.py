@@ -23,6 +23,7 @@ import logging
 import os
 import socket
 import uuid
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from pipelines import paths
@@ -93,10 +94,7 @@ def experiment_id(mlflow_client, name: str) -> str:
         experiment = mlflow_client.get_experiment_by_name(name)
         if experiment is not None:
             return experiment.experiment_id
-        location = None
-        if tracking_uri() == paths.MLFLOW_DEFAULT_URI:
-            location = paths.MLFLOW_ARTIFACTS.resolve().as_uri()
-        return mlflow_client.create_experiment(name, artifact_location=location)
+        return mlflow_client.create_experiment(name, artifact_location=_local_artifacts())
     except MlflowException as exc:
         raise PipelineError(
             f"MLflow at {redacted(tracking_uri())} (MLFLOW_TRACKING_URI) is unreachable or failing: "
@@ -170,6 +168,16 @@ def record_failure(stage: str, reason: str, interrupted: bool) -> None:
         mlflow_client.set_terminated(run_id, status="KILLED" if interrupted else "FAILED")
     except Exception as exc:  # noqa: BLE001 - see the docstring
         log.warning("could not record the failure of %s in MLflow: %s", stage, exc)
+
+
+def _local_artifacts() -> str | None:
+    """For a sqlite store, artifacts next to the database (MLflow's default is ./mlruns under
+    the working directory, which for a queued DVC experiment is a temporary copy)."""
+    uri = tracking_uri()
+    if not uri.startswith("sqlite:///"):
+        return None  # a server decides where artifacts go
+    database = Path(uri.removeprefix("sqlite:///"))
+    return (database.parent / paths.MLFLOW_ARTIFACTS.name).resolve().as_uri()
 
 
 def _experiment_name() -> str:
