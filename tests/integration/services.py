@@ -10,6 +10,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.integration.commands import MLFLOW_SERVER, SEAWEEDFS_S3_FLAG, SEAWEEDFS_SERVER
+
 WEED = Path(sys.executable).parent / "weed"
 TEST_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "test-access-key",
@@ -47,14 +49,14 @@ def seaweedfs(workdir: Path) -> Iterator[str]:
     process = subprocess.Popen(
         [
             str(WEED),
-            "server",
+            *SEAWEEDFS_SERVER[1:],
             f"-dir={workdir}",
             "-ip=127.0.0.1",
             "-ip.bind=127.0.0.1",
             f"-master.port={ports['master']}",
             f"-volume.port={ports['volume']}",
             f"-filer.port={ports['filer']}",
-            "-s3",
+            SEAWEEDFS_S3_FLAG,
             f"-s3.port={ports['s3']}",
             "-volume.max=100",
             "-master.volumeSizeLimitMB=64",
@@ -136,7 +138,7 @@ class MlflowServer:
         environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment['PATH']}"
         self.log = self.workdir / "server.log"
         self.process = subprocess.Popen(
-            ["bash", str(self.repo / "mlflow" / "server.sh")],
+            [MLFLOW_SERVER[0], str(self.repo / MLFLOW_SERVER[1])],
             env=environment | self.env,
             stdout=self.log.open("a"),
             stderr=subprocess.STDOUT,
