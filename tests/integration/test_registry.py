@@ -307,7 +307,13 @@ def test_champion_answers_rest_requests_through_mlflow_models_serve(pipeline_rep
         start_new_session=True,
     )
     rows = pd.read_parquet(repo.root / "data/raw/snapshot.parquet").head(3).drop(columns="is_fraud")
-    body = json.dumps({"dataframe_split": json.loads(rows.to_json(orient="split", index=False))})
+    body = json.dumps(
+        {
+            "dataframe_split": json.loads(
+                rows.to_json(orient="split", index=False, date_format="iso")
+            )
+        }
+    )
     try:
         answer = _post_when_up(f"http://127.0.0.1:{port}/invocations", body, server)
     finally:
