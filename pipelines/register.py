@@ -33,7 +33,7 @@ from sklearn.metrics import average_precision_score, recall_score
 
 from pipelines import paths, registry, tracking
 from pipelines.config import Params, RegisterParams, load_params
-from pipelines.errors import PipelineError
+from pipelines.errors import PipelineError, brief
 from pipelines.evaluate import expected_calibration_error
 from pipelines.io import read_csv, read_json, read_parquet, write_json_atomic
 from pipelines.registry import CHALLENGER, CHAMPION
@@ -239,7 +239,7 @@ def _register_in_run(params: Params, client, run_id: str) -> dict:
     except MlflowException as exc:
         raise PipelineError(
             f"MLflow at {tracking.redacted(tracking.tracking_uri())} failed while registering "
-            f"{cfg.model_name!r}: {' '.join(str(exc).split())[:300]}"
+            f"{cfg.model_name!r}: {brief(exc)}"
         ) from exc
     number = str(version.version)
     if "gate_decision" in version.tags:
@@ -264,7 +264,7 @@ def _register_in_run(params: Params, client, run_id: str) -> dict:
                 raise PipelineError("it was not registered by this pipeline, so it is not loaded")
             champion = score(f"models:/{cfg.model_name}/{champion_version}", test, schema, bins)
         except Exception as exc:  # noqa: BLE001 - reported below, the champion is kept
-            champion_error = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+            champion_error = f"{type(exc).__name__}: {brief(exc)}"
             log.error(
                 "champion v%s cannot score the current test split: %s",
                 champion_version,

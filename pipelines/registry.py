@@ -26,7 +26,7 @@ import pandas as pd
 
 from pipelines import tracking
 from pipelines.config import load_params
-from pipelines.errors import PipelineError
+from pipelines.errors import PipelineError, brief
 from pipelines.stage import run_stage
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ def check_serves(client, name: str, version: str) -> None:
     except Exception as exc:
         raise PipelineError(
             f"registered model {name!r} v{version} does not load and predict any more "
-            f"({type(exc).__name__}: {' '.join(str(exc).split())[:300]}); aliases left as they are"
+            f"({type(exc).__name__}: {brief(exc)}); aliases left as they are"
         ) from exc
 
 

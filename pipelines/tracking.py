@@ -27,7 +27,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from pipelines import paths
-from pipelines.errors import PipelineError
+from pipelines.errors import PipelineError, brief
 from pipelines.io import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def experiment_id(mlflow_client, name: str) -> str:
     except MlflowException as exc:
         raise PipelineError(
             f"MLflow at {redacted(tracking_uri())} (MLFLOW_TRACKING_URI) is unreachable or failing: "
-            f"{' '.join(str(exc).split())[:300]}"
+            f"{brief(exc)}"
         ) from exc
 
 
