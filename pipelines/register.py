@@ -304,8 +304,15 @@ def _register_in_run(params: Params, client, run_id: str) -> dict:
     gate = {f"gate.challenger_{k}": v for k, v in asdict(challenger).items()}
     gate |= {f"gate.champion_{k}": v for k, v in asdict(champion).items()} if champion else {}
     mlflow.log_metrics(gate | {"gate.promoted": float(promote)})
+    verdict = "promoted to @champion" if promote else "kept as @challenger, champion unchanged"
     mlflow.set_tags(
-        {"gate_reason": reason[:4000], "gate_decision": alias, "stage.register": "done"}
+        {
+            "gate_reason": reason[:4000],
+            "gate_decision": alias,
+            "stage.register": "done",
+            # The run's Description in the MLflow UI: the outcome a reviewer looks for first.
+            "mlflow.note.content": f"{cfg.model_name} v{number} {verdict}: {reason[:3000]}",
+        }
     )
     registry.log_audit_artifacts(client, cfg.model_name, run_id)
     log.info("%s v%s -> @%s: %s", cfg.model_name, number, alias, reason)
