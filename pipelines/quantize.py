@@ -10,14 +10,15 @@ Variants (``quantize.variants``):
   fine-tune of the trained model on one device (tfmot does not support distribution
   strategies), then int8 conversion like ``int8``.
 
-Each variant is scored through the TFLite interpreter on the test split: PR-AUC, ROC-AUC and
-recall at the threshold evaluate chose on validation, against the float model, plus file size,
-batch-1 latency and batch-256 throughput (single-threaded interpreter). An unquantized float32
-TFLite conversion is measured too, as the size and speed reference. A variant is eligible only
-if its PR-AUC drop is at most ``max_pr_auc_drop``, its recall drop at most ``max_recall_drop``
-and no test probability moves more than ``parity_tolerance``. The eligible variant that
-``serving_policy`` prefers (smallest file, or lowest measured batch-1 latency) becomes
-``model.tflite``; with none eligible the float model stays the serving one.
+Each variant is scored through the LiteRT interpreter (``ai-edge-litert``; TensorFlow's
+deprecated ``tf.lite.Interpreter`` only where no LiteRT wheel exists) on the test split: PR-AUC,
+ROC-AUC and recall at the threshold evaluate chose on validation, against the float model, plus
+file size, batch-1 latency and batch-256 throughput (single-threaded interpreter). An
+unquantized float32 TFLite conversion is measured too, as the size and speed reference. A
+variant is eligible only if its PR-AUC drop is at most ``max_pr_auc_drop``, its recall drop at
+most ``max_recall_drop`` and no test probability moves more than ``parity_tolerance``. The
+eligible variant that ``serving_policy`` prefers (smallest file, or lowest measured batch-1
+latency) becomes ``model.tflite``; with none eligible the float model stays the serving one.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from functools import cache
+from importlib import metadata
 
 import numpy as np
 import pandas as pd
@@ -79,12 +82,26 @@ def quantization_aware(
     return aware
 
 
+@cache
+def interpreter_class() -> tuple[type, str]:
+    """The TFLite interpreter to run variants with, and its name and version for the report."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        # ai-edge-litert is a locked dependency; this only happens on a platform it ships no
+        # wheel for. tf.lite.Interpreter still works in TF 2.21, but is deprecated.
+        log.warning("ai-edge-litert is not installed: running variants with tf.lite.Interpreter")
+        tf, _ = tensorflow()
+        return tf.lite.Interpreter, f"tensorflow {tf.__version__} (tf.lite.Interpreter)"
+    return Interpreter, f"ai-edge-litert {metadata.version('ai-edge-litert')}"
+
+
 class TFLiteScorer:
     """One interpreter per variant, reused for scoring and timing."""
 
     def __init__(self, tflite_model: bytes):
-        tf, _ = tensorflow()
-        self.interpreter = tf.lite.Interpreter(model_content=tflite_model, num_threads=1)
+        interpreter, _ = interpreter_class()
+        self.interpreter = interpreter(model_content=tflite_model, num_threads=1)
         self.input_index = self.interpreter.get_input_details()[0]["index"]
         self.output_index = self.interpreter.get_output_details()[0]["index"]
         self.batch = -1
@@ -196,6 +213,7 @@ def quantize(
         "variants": variants,
         "threshold": threshold,
         "serving_artifact": serving,
+        "interpreter": interpreter_class()[1],
     }
     return report, built
 
@@ -226,7 +244,11 @@ def markdown_table(report: dict) -> str:
     lines += [
         "| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)
     ]
-    return "\n".join(lines) + f"\n\nserving artifact: {report['serving_artifact']}\n"
+    return (
+        "\n".join(lines)
+        + f"\n\nserving artifact: {report['serving_artifact']}\n"
+        + f"measured with: {report['interpreter']}, one thread\n"
+    )
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from ai_edge_litert import interpreter as litert
 
 from pipelines.config import DataParams, QuantizeParams, SplitParams, TrainParams
 from pipelines.quantize import TFLiteScorer, convert, gate, quality, quantize
@@ -59,8 +60,12 @@ def test_every_variant_converts_loads_and_scores(trained):
     labels = test["label"].to_numpy()
     report, built = quantize(model, x_train, y_train, x_test, labels, 0.5, CFG, seed=0)
     assert set(built) == set(CFG.variants)
+    # Variants run (and are timed) in LiteRT, not TensorFlow's deprecated tf.lite.Interpreter.
+    assert report["interpreter"].startswith("ai-edge-litert ")
     for name, tflite in built.items():
-        scores = TFLiteScorer(tflite).predict(x_test)
+        scorer = TFLiteScorer(tflite)
+        assert isinstance(scorer.interpreter, litert.Interpreter)
+        scores = scorer.predict(x_test)
         assert scores.shape == (len(test),) and np.all((scores >= 0) & (scores <= 1)), name
         assert report["variants"][name]["pr_auc"] == pytest.approx(
             quality(labels, scores, 0.5)["pr_auc"]
