@@ -47,10 +47,18 @@ LATENCY_CALLS = 200
 THROUGHPUT_BATCH = 256
 
 
-def convert(model, variant: str, representative: np.ndarray | None = None) -> bytes:
-    """TFLite bytes of ``model`` for a post-training variant (``qat`` converts like ``int8``)."""
+def convert(
+    model, variant: str, representative: np.ndarray | None = None, **settings: object
+) -> bytes:
+    """TFLite bytes of ``model`` for a post-training variant (``qat`` converts like ``int8``).
+
+    ``settings`` are extra converter attributes; the pipeline uses none, the size benchmark
+    measures alternatives with them.
+    """
     tf, _ = tensorflow()
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    for name, value in settings.items():
+        setattr(converter, name, value)
     if variant == "float32":  # the unquantized reference
         return converter.convert()
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -63,6 +71,12 @@ def convert(model, variant: str, representative: np.ndarray | None = None) -> by
         converter.representative_dataset = lambda: ([row[None, :]] for row in rows)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     return converter.convert()
+
+
+def representative_sample(features: np.ndarray, rows: int, seed: int) -> np.ndarray:
+    """The int8 calibration rows: a seeded sample of the training features."""
+    rng = np.random.default_rng(seed)
+    return features[rng.permutation(len(features))[:rows]]
 
 
 def quantization_aware(
@@ -94,6 +108,70 @@ def interpreter_class() -> tuple[type, str]:
         tf, _ = tensorflow()
         return tf.lite.Interpreter, f"tensorflow {tf.__version__} (tf.lite.Interpreter)"
     return Interpreter, f"ai-edge-litert {metadata.version('ai-edge-litert')}"
+
+
+def flatbuffer_utils():
+    """LiteRT's flatbuffer tools (TensorFlow's copy where no LiteRT wheel exists)."""
+    try:
+        from ai_edge_litert.tools import flatbuffer_utils as utils
+    except ImportError:
+        from tensorflow.lite.tools import flatbuffer_utils as utils
+    return utils
+
+
+def size_breakdown(tflite_model: bytes) -> dict:
+    """Where the bytes of a TFLite flatbuffer go, so that size ratios can be explained.
+
+    Per tensor: its constant data (weights and biases; activations have none) and its
+    quantization parameters, which the TFLite schema stores as a float32 scale and an int64
+    zero point per channel (plus float32 min/max where present). Then the metadata buffers,
+    constant data that repeats an earlier buffer byte for byte (a duplicated constant), and the
+    rest: the graph itself (tensor and operator tables, names, shapes, signature, padding).
+    """
+    utils = flatbuffer_utils()
+    model = utils.convert_bytearray_to_object(bytearray(tflite_model))
+    tensors, seen, duplicated = [], set(), 0
+    for subgraph in model.subgraphs:
+        for tensor in subgraph.tensors:
+            data = model.buffers[tensor.buffer].data
+            data_bytes = 0 if data is None else len(data)
+            if data_bytes:
+                content = bytes(data)
+                duplicated += data_bytes if content in seen else 0
+                seen.add(content)
+            params = tensor.quantization
+            quant_bytes = 0
+            if params is not None:
+                quant_bytes = 8 * len(_or_empty(params.zeroPoint)) + 4 * sum(
+                    len(_or_empty(values)) for values in (params.scale, params.min, params.max)
+                )
+            tensors.append(
+                {
+                    "tensor": (tensor.name or b"").decode(),
+                    "dtype": utils.type_to_name(tensor.type),
+                    "shape": [int(n) for n in _or_empty(tensor.shape)],
+                    "data_bytes": data_bytes,
+                    "quantization_bytes": quant_bytes,
+                }
+            )
+    metadata_bytes = sum(
+        len(_or_empty(model.buffers[entry.buffer].data)) for entry in model.metadata or []
+    )
+    data_bytes = sum(row["data_bytes"] for row in tensors)
+    quant_bytes = sum(row["quantization_bytes"] for row in tensors)
+    return {
+        "file_bytes": len(tflite_model),
+        "tensor_data_bytes": data_bytes,
+        "quantization_bytes": quant_bytes,
+        "metadata_bytes": metadata_bytes,
+        "duplicated_constant_bytes": duplicated,
+        "structure_bytes": len(tflite_model) - data_bytes - quant_bytes - metadata_bytes,
+        "tensors": tensors,
+    }
+
+
+def _or_empty(values):
+    return [] if values is None else values
 
 
 class TFLiteScorer:
@@ -178,8 +256,7 @@ def quantize(
     reference = quality(test_labels, float_scores, threshold) | measure_speed(
         lambda rows: model(rows, training=False), test_features
     )
-    rng = np.random.default_rng(seed)
-    sample = train_features[rng.permutation(len(train_features))[: cfg.representative_rows]]
+    sample = representative_sample(train_features, cfg.representative_rows, seed)
     float_tflite = convert(model, "float32")
     reference_tflite = {"bytes": len(float_tflite)} | measure_speed(
         TFLiteScorer(float_tflite), test_features
@@ -194,7 +271,7 @@ def quantize(
         scorer = TFLiteScorer(built[variant])
         scores = scorer.predict(test_features)
         variants[variant] = (
-            {"bytes": len(built[variant])}
+            {"bytes": len(built[variant]), "size_ratio": len(float_tflite) / len(built[variant])}
             | quality(test_labels, scores, threshold)
             | {"max_abs_diff": float(np.abs(scores - float_scores).max())}
             | measure_speed(scorer, test_features)
@@ -225,6 +302,7 @@ def comparison_table(report: dict) -> pd.DataFrame:
     columns = [
         "variant",
         "bytes",
+        "size_ratio",
         "pr_auc",
         "roc_auc",
         "recall",
