@@ -47,8 +47,9 @@ LATENCY_CALLS = 200
 THROUGHPUT_BATCH = 256
 THROUGHPUT_BATCHES = 20
 # Calls are timed in windows and the median window counts. A single-threaded call of these
-# models takes microseconds, so one loop over all calls lasts about a millisecond, and a single
-# preemption on a shared machine used to swing the batch-1 ratio between variants by 2x.
+# models takes microseconds, so one loop over all calls lasts about a millisecond, and one
+# preemption on a shared machine dominated it (batch-1 ratios between two variants ranged from
+# 0.9x to 5.7x over 8 repeats; 1.0x to 1.2x with windows).
 TIMING_WINDOWS = 10
 
 
