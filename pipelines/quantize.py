@@ -136,11 +136,13 @@ def size_breakdown(tflite_model: bytes) -> dict:
     """
     utils = flatbuffer_utils()
     model = utils.convert_bytearray_to_object(bytearray(tflite_model))
-    tensors, seen, duplicated = [], set(), 0
+    tensors, buffers, seen, duplicated = [], set(), set(), 0
     for subgraph in model.subgraphs:
         for tensor in subgraph.tensors:
             data = model.buffers[tensor.buffer].data
-            data_bytes = 0 if data is None else len(data)
+            # Tensors sharing one buffer store it once: only the first of them counts it.
+            data_bytes = 0 if data is None or tensor.buffer in buffers else len(data)
+            buffers.add(tensor.buffer)
             if data_bytes:
                 content = bytes(data)
                 duplicated += data_bytes if content in seen else 0
