@@ -4,13 +4,15 @@ The decision threshold is chosen on the validation split (maximum F1, or minimum
 cost from ``evaluate.cost_fp`` / ``cost_fn``) and only then applied to test. Writes test
 metrics (PR-AUC first), recall at a fixed precision and precision at a fixed recall, the same
 metrics for two baselines fitted on the same training split (class-weighted logistic
-regression and HistGradientBoosting), curves as DVC plots files, and PNG plots for MLflow.
+regression and HistGradientBoosting), curves, per-segment and noise-robustness metrics as DVC
+plots files, and PNG plots for MLflow.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -192,6 +194,25 @@ def permutation_importance(
     return table.sort_values("pr_auc_drop", ascending=False, kind="stable").reset_index(drop=True)
 
 
+SEGMENT_COLUMNS = ["segment", "rows", "positives", "pr_auc", "roc_auc", "recall", "precision"]
+
+
+def segment_table(segments: dict | None) -> pd.DataFrame:
+    """The per-segment metrics as rows (largest segment first); empty without a segment column."""
+    if not segments:
+        return pd.DataFrame(columns=SEGMENT_COLUMNS)
+    rows = [{"segment": value, **entry} for value, entry in segments["values"].items()]
+    return pd.DataFrame(rows, columns=SEGMENT_COLUMNS)
+
+
+def robustness_table(report: dict, levels: list[float]) -> pd.DataFrame:
+    """Test PR-AUC and ROC-AUC by noise level, the clean test set as level 0."""
+    by_level = {0.0: {"pr_auc": report["pr_auc"], "roc_auc": report["roc_auc"]}}
+    by_level |= {float(level): report["robustness"][f"noise_{level:g}"] for level in levels}
+    rows = [{"noise_level": level, **by_level[level]} for level in sorted(by_level)]
+    return pd.DataFrame(rows, columns=["noise_level", "pr_auc", "roc_auc"])
+
+
 def expected_calibration_error(labels: np.ndarray, scores: np.ndarray, bins: int) -> float:
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.digitize(scores, edges[1:-1]), 0, bins - 1)
@@ -274,17 +295,26 @@ def _thin(curve: pd.DataFrame) -> pd.DataFrame:
     return curve.iloc[keep].reset_index(drop=True)
 
 
-def render_plots(tables: dict[str, pd.DataFrame], history: pd.DataFrame, report: dict, out) -> None:
-    """PNG versions of every plot, for MLflow and for people without `dvc plots`."""
+def _pyplot():
+    """pyplot on the file-only Agg backend: stages run without a display."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    def save(fig, name: str) -> None:
-        fig.tight_layout()
-        fig.savefig(out / f"{name}.png", dpi=100)
-        plt.close(fig)
+    return plt
+
+
+def _save_png(fig, name: str, out) -> None:
+    fig.tight_layout()
+    fig.savefig(out / f"{name}.png", dpi=100)
+    _pyplot().close(fig)
+
+
+def render_plots(tables: dict[str, pd.DataFrame], history: pd.DataFrame, report: dict, out) -> None:
+    """PNG versions of every plot, for MLflow and for people without `dvc plots`."""
+    plt = _pyplot()
+    save = partial(_save_png, out=out)
 
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.plot(tables["pr"]["recall"], tables["pr"]["precision"])
@@ -344,6 +374,7 @@ def render_plots(tables: dict[str, pd.DataFrame], history: pd.DataFrame, report:
         ax.barh(shown["feature"], shown["pr_auc_drop"], xerr=shown["std"])
         ax.set(xlabel="test PR-AUC drop when shuffled", title="permutation importance")
         save(fig, "importance")
+    render_bias_plots(tables, report, out)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     for ax, metric in zip(axes, ("loss", "pr_auc"), strict=True):
         for column, label in ((metric, "train (resampled)"), (f"val_{metric}", "validation")):
@@ -352,6 +383,48 @@ def render_plots(tables: dict[str, pd.DataFrame], history: pd.DataFrame, report:
         ax.set(xlabel="epoch", title=metric)
         ax.legend()
     save(fig, "training_curves")
+
+
+def render_bias_plots(tables: dict[str, pd.DataFrame], report: dict, out) -> None:
+    """PNGs of the per-segment and noise-robustness metrics (also tables for `dvc plots`)."""
+    plt = _pyplot()
+    save = partial(_save_png, out=out)
+
+    segments = tables.get("segments")
+    if segments is not None and not segments.empty:
+        # Grouped bars per segment, the whole test split as dashed lines: a segment far below
+        # the lines is where the model is biased. A one-class segment has no PR-AUC bar.
+        shown = segments.iloc[::-1].reset_index(drop=True)
+        fig, ax = plt.subplots(figsize=(6, 0.45 * len(shown) + 1.5))
+        positions = np.arange(len(shown))
+        for offset, (metric, color) in enumerate(
+            (("pr_auc", "C0"), ("recall", "C1"), ("precision", "C2"))
+        ):
+            values = shown[metric].astype("float64")
+            ax.barh(positions + (offset - 1) * 0.27, values, height=0.27, label=metric, color=color)
+            ax.axvline(report[metric], linestyle="--", color=color, linewidth=1)
+        labels = [f"{row.segment} ({row.rows}, {row.positives}+)" for row in shown.itertuples()]
+        ax.set_yticks(positions, labels)
+        ax.set(
+            xlim=(0, 1),
+            xlabel="test metric (dashed: whole test split)",
+            title=f"metrics per {report['segments']['column']} (rows, positives)",
+        )
+        ax.legend(loc="lower right", fontsize="small")
+        save(fig, "segments")
+    robustness = tables.get("robustness")
+    if robustness is not None and len(robustness) > 1:
+        fig, ax = plt.subplots(figsize=(5, 4))
+        for metric in ("pr_auc", "roc_auc"):
+            ax.plot(robustness["noise_level"], robustness[metric], marker="o", label=metric)
+        ax.set(
+            xlabel="Gaussian noise (x training std per numeric feature)",
+            ylabel="test metric",
+            ylim=(0, 1.02),
+            title="robustness to input noise",
+        )
+        ax.legend()
+        save(fig, "robustness")
 
 
 def evaluate(
@@ -401,6 +474,8 @@ def evaluate(
         val_scores,
     )
     tables["importance"] = importance
+    tables["segments"] = segment_table(report.get("segments"))
+    tables["robustness"] = robustness_table(report, cfg.noise_levels)
     return report, tables
 
 
@@ -430,6 +505,8 @@ def main() -> None:
         ("calibration", paths.CALIBRATION),
         ("threshold", paths.THRESHOLD_CURVE),
         ("importance", paths.IMPORTANCE),
+        ("segments", paths.SEGMENTS),
+        ("robustness", paths.ROBUSTNESS),
     ):
         write_csv_atomic(tables[name], path)
     with atomic_dir(paths.PLOT_IMAGES) as out:

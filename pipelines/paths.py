@@ -63,6 +63,8 @@ CONFUSION = PLOTS / "confusion.csv"
 CALIBRATION = PLOTS / "calibration.csv"
 THRESHOLD_CURVE = PLOTS / "threshold.csv"
 IMPORTANCE = PLOTS / "importance.csv"
+SEGMENTS = PLOTS / "segments.csv"
+ROBUSTNESS = PLOTS / "robustness.csv"
 PLOT_IMAGES = PLOTS / "images"
 
 MLFLOW_DIR = Path("mlflow")

@@ -10,14 +10,15 @@ Variants (``quantize.variants``):
   fine-tune of the trained model on one device (tfmot does not support distribution
   strategies), then int8 conversion like ``int8``.
 
-Each variant is scored through the TFLite interpreter on the test split: PR-AUC, ROC-AUC and
-recall at the threshold evaluate chose on validation, against the float model, plus file size,
-batch-1 latency and batch-256 throughput (single-threaded interpreter). An unquantized float32
-TFLite conversion is measured too, as the size and speed reference. A variant is eligible only
-if its PR-AUC drop is at most ``max_pr_auc_drop``, its recall drop at most ``max_recall_drop``
-and no test probability moves more than ``parity_tolerance``. The eligible variant that
-``serving_policy`` prefers (smallest file, or lowest measured batch-1 latency) becomes
-``model.tflite``; with none eligible the float model stays the serving one.
+Each variant is scored through the LiteRT interpreter (``ai-edge-litert``; TensorFlow's
+deprecated ``tf.lite.Interpreter`` only where no LiteRT wheel exists) on the test split: PR-AUC,
+ROC-AUC and recall at the threshold evaluate chose on validation, against the float model, plus
+file size, batch-1 latency and batch-256 throughput (single-threaded interpreter). An
+unquantized float32 TFLite conversion is measured too, as the size and speed reference. A
+variant is eligible only if its PR-AUC drop is at most ``max_pr_auc_drop``, its recall drop at
+most ``max_recall_drop`` and no test probability moves more than ``parity_tolerance``. The
+eligible variant that ``serving_policy`` prefers (smallest file, or lowest measured batch-1
+latency) becomes ``model.tflite``; with none eligible the float model stays the serving one.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from functools import cache
+from importlib import metadata
 
 import numpy as np
 import pandas as pd
@@ -42,12 +45,26 @@ log = logging.getLogger(__name__)
 
 LATENCY_CALLS = 200
 THROUGHPUT_BATCH = 256
+THROUGHPUT_BATCHES = 20
+# Calls are timed in windows and the median window counts. A single-threaded call of these
+# models takes microseconds, so one loop over all calls lasts about a millisecond, and one
+# preemption on a shared machine dominated it (batch-1 ratios between two variants ranged from
+# 0.9x to 5.7x over 8 repeats; 1.0x to 1.2x with windows).
+TIMING_WINDOWS = 10
 
 
-def convert(model, variant: str, representative: np.ndarray | None = None) -> bytes:
-    """TFLite bytes of ``model`` for a post-training variant (``qat`` converts like ``int8``)."""
+def convert(
+    model, variant: str, representative: np.ndarray | None = None, **settings: object
+) -> bytes:
+    """TFLite bytes of ``model`` for a post-training variant (``qat`` converts like ``int8``).
+
+    ``settings`` are extra converter attributes; the pipeline uses none, the size benchmark
+    measures alternatives with them.
+    """
     tf, _ = tensorflow()
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    for name, value in settings.items():
+        setattr(converter, name, value)
     if variant == "float32":  # the unquantized reference
         return converter.convert()
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -60,6 +77,12 @@ def convert(model, variant: str, representative: np.ndarray | None = None) -> by
         converter.representative_dataset = lambda: ([row[None, :]] for row in rows)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     return converter.convert()
+
+
+def representative_sample(features: np.ndarray, rows: int, seed: int) -> np.ndarray:
+    """The int8 calibration rows: a seeded sample of the training features."""
+    rng = np.random.default_rng(seed)
+    return features[rng.permutation(len(features))[:rows]]
 
 
 def quantization_aware(
@@ -79,12 +102,92 @@ def quantization_aware(
     return aware
 
 
+@cache
+def interpreter_class() -> tuple[type, str]:
+    """The TFLite interpreter to run variants with, and its name and version for the report."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        # ai-edge-litert is a locked dependency; this only happens on a platform it ships no
+        # wheel for. tf.lite.Interpreter still works in TF 2.21, but is deprecated.
+        log.warning("ai-edge-litert is not installed: running variants with tf.lite.Interpreter")
+        tf, _ = tensorflow()
+        return tf.lite.Interpreter, f"tensorflow {tf.__version__} (tf.lite.Interpreter)"
+    return Interpreter, f"ai-edge-litert {metadata.version('ai-edge-litert')}"
+
+
+def flatbuffer_utils():
+    """LiteRT's flatbuffer tools (TensorFlow's copy where no LiteRT wheel exists)."""
+    try:
+        from ai_edge_litert.tools import flatbuffer_utils as utils
+    except ImportError:
+        from tensorflow.lite.tools import flatbuffer_utils as utils
+    return utils
+
+
+def size_breakdown(tflite_model: bytes) -> dict:
+    """Where the bytes of a TFLite flatbuffer go, so that size ratios can be explained.
+
+    Per tensor: its constant data (weights and biases; activations have none) and its
+    quantization parameters, which the TFLite schema stores as a float32 scale and an int64
+    zero point per channel (plus float32 min/max where present). Then the metadata buffers,
+    constant data that repeats an earlier buffer byte for byte (a duplicated constant), and the
+    rest: the graph itself (tensor and operator tables, names, shapes, signature, padding).
+    """
+    utils = flatbuffer_utils()
+    model = utils.convert_bytearray_to_object(bytearray(tflite_model))
+    tensors, buffers, seen, duplicated = [], set(), set(), 0
+    for subgraph in model.subgraphs:
+        for tensor in subgraph.tensors:
+            data = model.buffers[tensor.buffer].data
+            # Tensors sharing one buffer store it once: only the first of them counts it.
+            data_bytes = 0 if data is None or tensor.buffer in buffers else len(data)
+            buffers.add(tensor.buffer)
+            if data_bytes:
+                content = bytes(data)
+                duplicated += data_bytes if content in seen else 0
+                seen.add(content)
+            params = tensor.quantization
+            quant_bytes = 0
+            if params is not None:
+                quant_bytes = 8 * len(_or_empty(params.zeroPoint)) + 4 * sum(
+                    len(_or_empty(values)) for values in (params.scale, params.min, params.max)
+                )
+            tensors.append(
+                {
+                    "tensor": (tensor.name or b"").decode(),
+                    "dtype": utils.type_to_name(tensor.type),
+                    "shape": [int(n) for n in _or_empty(tensor.shape)],
+                    "data_bytes": data_bytes,
+                    "quantization_bytes": quant_bytes,
+                }
+            )
+    metadata_bytes = sum(
+        len(_or_empty(model.buffers[entry.buffer].data)) for entry in model.metadata or []
+    )
+    data_bytes = sum(row["data_bytes"] for row in tensors)
+    quant_bytes = sum(row["quantization_bytes"] for row in tensors)
+    return {
+        "file_bytes": len(tflite_model),
+        "tensor_data_bytes": data_bytes,
+        "quantization_bytes": quant_bytes,
+        "metadata_bytes": metadata_bytes,
+        "duplicated_constant_bytes": duplicated,
+        "structure_bytes": len(tflite_model) - data_bytes - quant_bytes - metadata_bytes,
+        "tensors": tensors,
+    }
+
+
+def _or_empty(values):
+    return [] if values is None else values
+
+
 class TFLiteScorer:
     """One interpreter per variant, reused for scoring and timing."""
 
     def __init__(self, tflite_model: bytes):
-        tf, _ = tensorflow()
-        self.interpreter = tf.lite.Interpreter(model_content=tflite_model, num_threads=1)
+        interpreter, _ = interpreter_class()
+        self.interpreter = interpreter(model_content=tflite_model, num_threads=1)
         self.input_index = self.interpreter.get_input_details()[0]["index"]
         self.output_index = self.interpreter.get_output_details()[0]["index"]
         self.batch = -1
@@ -107,18 +210,26 @@ class TFLiteScorer:
 def measure_speed(call: Callable[[np.ndarray], object], features: np.ndarray) -> dict[str, float]:
     """Batch-1 latency and batch-256 throughput of ``call`` on rows drawn from ``features``."""
     one = features[:1]
-    block = np.resize(features, (THROUGHPUT_BATCH * 8, features.shape[1]))
+    batches = np.resize(features, (THROUGHPUT_BATCHES, THROUGHPUT_BATCH, features.shape[1]))
     call(one)
-    started = time.perf_counter()
-    for _ in range(LATENCY_CALLS):
-        call(one)
-    latency = (time.perf_counter() - started) / LATENCY_CALLS
-    call(block[:THROUGHPUT_BATCH])
-    started = time.perf_counter()
-    for start in range(0, len(block), THROUGHPUT_BATCH):
-        call(block[start : start + THROUGHPUT_BATCH])
-    throughput = len(block) / (time.perf_counter() - started)
-    return {"latency_batch1_ms": latency * 1000, "throughput_batch256_rows_s": throughput}
+    latency = _seconds_per_call(call, [one] * LATENCY_CALLS)
+    call(batches[0])
+    per_batch = _seconds_per_call(call, list(batches))
+    return {
+        "latency_batch1_ms": latency * 1000,
+        "throughput_batch256_rows_s": THROUGHPUT_BATCH / per_batch,
+    }
+
+
+def _seconds_per_call(call: Callable[[np.ndarray], object], inputs: list[np.ndarray]) -> float:
+    """``call`` over ``inputs`` in TIMING_WINDOWS equal windows: the median window's mean."""
+    times = []
+    for window in np.array_split(np.arange(len(inputs)), TIMING_WINDOWS):
+        started = time.perf_counter()
+        for index in window:
+            call(inputs[index])
+        times.append((time.perf_counter() - started) / len(window))
+    return float(np.median(times))
 
 
 def quality(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
@@ -161,8 +272,7 @@ def quantize(
     reference = quality(test_labels, float_scores, threshold) | measure_speed(
         lambda rows: model(rows, training=False), test_features
     )
-    rng = np.random.default_rng(seed)
-    sample = train_features[rng.permutation(len(train_features))[: cfg.representative_rows]]
+    sample = representative_sample(train_features, cfg.representative_rows, seed)
     float_tflite = convert(model, "float32")
     reference_tflite = {"bytes": len(float_tflite)} | measure_speed(
         TFLiteScorer(float_tflite), test_features
@@ -177,7 +287,7 @@ def quantize(
         scorer = TFLiteScorer(built[variant])
         scores = scorer.predict(test_features)
         variants[variant] = (
-            {"bytes": len(built[variant])}
+            {"bytes": len(built[variant]), "size_ratio": len(float_tflite) / len(built[variant])}
             | quality(test_labels, scores, threshold)
             | {"max_abs_diff": float(np.abs(scores - float_scores).max())}
             | measure_speed(scorer, test_features)
@@ -196,6 +306,7 @@ def quantize(
         "variants": variants,
         "threshold": threshold,
         "serving_artifact": serving,
+        "interpreter": interpreter_class()[1],
     }
     return report, built
 
@@ -207,6 +318,7 @@ def comparison_table(report: dict) -> pd.DataFrame:
     columns = [
         "variant",
         "bytes",
+        "size_ratio",
         "pr_auc",
         "roc_auc",
         "recall",
@@ -226,7 +338,11 @@ def markdown_table(report: dict) -> str:
     lines += [
         "| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)
     ]
-    return "\n".join(lines) + f"\n\nserving artifact: {report['serving_artifact']}\n"
+    return (
+        "\n".join(lines)
+        + f"\n\nserving artifact: {report['serving_artifact']}\n"
+        + f"measured with: {report['interpreter']}, one thread\n"
+    )
 
 
 def main() -> None:

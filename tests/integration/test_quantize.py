@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
+from ai_edge_litert import interpreter as litert
 
 from pipelines.config import DataParams, QuantizeParams, SplitParams, TrainParams
-from pipelines.quantize import TFLiteScorer, convert, gate, quality, quantize
+from pipelines.quantize import TFLiteScorer, convert, gate, quality, quantize, size_breakdown
 from pipelines.schema import infer_schema
 from pipelines.split import split
 from pipelines.train import train
@@ -59,13 +60,31 @@ def test_every_variant_converts_loads_and_scores(trained):
     labels = test["label"].to_numpy()
     report, built = quantize(model, x_train, y_train, x_test, labels, 0.5, CFG, seed=0)
     assert set(built) == set(CFG.variants)
+    # Variants run (and are timed) in LiteRT, not TensorFlow's deprecated tf.lite.Interpreter.
+    assert report["interpreter"].startswith("ai-edge-litert ")
     for name, tflite in built.items():
-        scores = TFLiteScorer(tflite).predict(x_test)
+        scorer = TFLiteScorer(tflite)
+        assert isinstance(scorer.interpreter, litert.Interpreter)
+        scores = scorer.predict(x_test)
         assert scores.shape == (len(test),) and np.all((scores >= 0) & (scores <= 1)), name
         assert report["variants"][name]["pr_auc"] == pytest.approx(
             quality(labels, scores, 0.5)["pr_auc"]
         )
     assert report["variants"]["float16"]["max_abs_diff"] < 0.01
+    # Every byte is accounted for, no constant is stored twice, and full-integer int8 holds
+    # every layer's weights as int8 (biases int32, as TFLite's int8 kernels require).
+    for name, tflite in built.items():
+        sizes = size_breakdown(tflite)
+        parts = ("tensor_data_bytes", "quantization_bytes", "metadata_bytes", "structure_bytes")
+        assert sum(sizes[part] for part in parts) == sizes["file_bytes"] == len(tflite), name
+        assert sizes["duplicated_constant_bytes"] == 0 and sizes["structure_bytes"] > 0, name
+    constants = [row for row in size_breakdown(built["int8"])["tensors"] if row["data_bytes"]]
+    weights = [row["dtype"] for row in constants if len(row["shape"]) == 2]
+    biases = [row["dtype"] for row in constants if len(row["shape"]) == 1]
+    assert weights == ["INT8"] * 3 and biases == ["INT32"] * 3
+    assert report["variants"]["int8"]["size_ratio"] == pytest.approx(
+        report["float_tflite"]["bytes"] / len(built["int8"])
+    )
     assert report["serving_artifact"] in {"float", *CFG.variants}
 
 

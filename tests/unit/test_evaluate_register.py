@@ -13,6 +13,8 @@ from pipelines.evaluate import (
     min_cost_threshold,
     operating_points,
     pick_segment_column,
+    render_bias_plots,
+    segment_table,
 )
 from pipelines.register import GateMetrics, gate_decision
 
@@ -169,7 +171,7 @@ def evaluated_inputs(schema, validate_params):
     return score, transform, splits
 
 
-def test_evaluate_reports_segments_robustness_and_importance(schema, evaluated_inputs):
+def test_evaluate_reports_segments_robustness_and_importance(schema, evaluated_inputs, tmp_path):
     score, transform, splits = evaluated_inputs
     cfg = evaluate_params(noise_levels=[0.0, 3.0], importance_repeats=2)
     report, tables = evaluate(score, transform, splits, schema, cfg, seed=0)
@@ -177,6 +179,19 @@ def test_evaluate_reports_segments_robustness_and_importance(schema, evaluated_i
     assert sum(v["rows"] for v in report["segments"]["values"].values()) == len(splits["test"])
     assert report["robustness"]["noise_0"]["pr_auc"] == pytest.approx(report["pr_auc"])
     assert report["robustness"]["noise_3"]["roc_auc"] < report["roc_auc"]
+    # The same numbers as DVC plots tables and PNGs: one row per segment, and one per noise
+    # level with the clean test set at level 0 (listed once although 0.0 is also a level).
+    segments = tables["segments"].set_index("segment")
+    assert list(segments.index) == list(report["segments"]["values"])
+    assert segments.loc["red", "recall"] == report["segments"]["values"]["red"]["recall"]
+    assert tables["robustness"]["noise_level"].tolist() == [0.0, 3.0]
+    assert tables["robustness"]["roc_auc"].tolist() == [
+        report["roc_auc"],
+        report["robustness"]["noise_3"]["roc_auc"],
+    ]
+    assert segment_table(None).empty  # no categorical column: an empty table, still written
+    render_bias_plots(tables, report, tmp_path)
+    assert {"segments.png", "robustness.png"} <= {path.name for path in tmp_path.iterdir()}
     assert next(iter(report["importance"])) == "amount"  # the only feature with signal
     assert list(tables["importance"]["feature"]) == list(report["importance"])
     assert set(report["baselines"]) == {"logistic_regression", "hist_gradient_boosting"}
