@@ -36,6 +36,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     RETRAIN_PROJECT_DIR=/opt/retrain \
+    PYTHONPATH=/opt/retrain \
     AIRFLOW_HOME=/opt/airflow \
     AIRFLOW__CORE__DAGS_FOLDER=/opt/retrain/dags \
     AIRFLOW__CORE__LOAD_EXAMPLES=false \

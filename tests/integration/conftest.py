@@ -21,6 +21,7 @@ from tests.conftest import make_frame
 REPO = Path(__file__).resolve().parents[2]
 COPIED = [
     "pipelines",
+    "dags",
     "params.yaml",
     "dvc.yaml",
     ".dvcignore",

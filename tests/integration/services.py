@@ -10,7 +10,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.integration.commands import MLFLOW_SERVER, SEAWEEDFS_S3_FLAG, SEAWEEDFS_SERVER
+from tests.integration.commands import (
+    AIRFLOW_COMPONENTS,
+    AIRFLOW_DB_MIGRATE,
+    MLFLOW_SERVER,
+    SEAWEEDFS_S3_FLAG,
+    SEAWEEDFS_SERVER,
+)
 
 WEED = Path(sys.executable).parent / "weed"
 TEST_CREDENTIALS = {
@@ -180,3 +186,151 @@ class MlflowServer:
         deadline = time.monotonic() + 10
         while self.health() is not None and time.monotonic() < deadline:
             time.sleep(0.2)
+
+
+class AirflowCluster:
+    """Airflow 3 with the CeleryExecutor as real processes: api-server, scheduler,
+    dag-processor and one Celery worker, on a PostgreSQL database and a Redis database of
+    their own (the machine's local servers), created and dropped by the test."""
+
+    POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432"
+    REDIS_DB = 11
+
+    def __init__(self, workdir: Path, dags_folder: Path, **env: str):
+        import uuid
+
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = workdir
+        self.database = f"airflow_test_{uuid.uuid4().hex[:8]}"
+        self.port = free_port_pair()
+        self.env = {
+            "AIRFLOW_HOME": str(workdir / "home"),
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"{self.POSTGRES}/{self.database}",
+            "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:6379/{self.REDIS_DB}",
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql://postgres@127.0.0.1:5432/{self.database}",
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__SECRET_KEY": uuid.uuid4().hex,
+            "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            **env,
+        }
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    def _environment(self) -> dict[str, str]:
+        import os
+
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment['PATH']}"
+        return environment | self.env
+
+    def airflow(self, *args: str, timeout: float = 300) -> str:
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "airflow"), *args],
+            env=self._environment(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"airflow {' '.join(args)}: {(done.stdout + done.stderr)[-3000:]}")
+        return done.stdout
+
+    def query(self, sql: str, *params) -> list[tuple]:
+        import psycopg2
+
+        with psycopg2.connect(f"dbname={self.database} user=postgres host=127.0.0.1") as db:
+            with db.cursor() as cursor:
+                cursor.execute(sql, params)
+                return cursor.fetchall()
+
+    def start(self, timeout: float = 180) -> None:
+        import psycopg2
+        import redis
+
+        redis.Redis(host="127.0.0.1", port=6379, db=self.REDIS_DB).flushdb()
+        admin = psycopg2.connect("dbname=postgres user=postgres host=127.0.0.1")
+        admin.autocommit = True
+        with admin.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{self.database}"')
+        admin.close()
+        self.airflow(*AIRFLOW_DB_MIGRATE[1:])
+        for name in ("api-server", "scheduler", "dag-processor", "celery-worker"):
+            log = (self.workdir / f"{name}.log").open("w")
+            self.processes[name] = subprocess.Popen(
+                [str(Path(sys.executable).parent / "airflow"), *AIRFLOW_COMPONENTS[name][1:]],
+                env=self._environment(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            if self.query("SELECT count(*) FROM dag WHERE NOT is_stale")[0][0]:
+                return
+            time.sleep(2)
+        raise RuntimeError(f"no DAG parsed after {timeout}s:\n{self.logs()}")
+
+    def trigger(self, dag_id: str, run_id: str) -> None:
+        self.airflow("dags", "trigger", dag_id, "--run-id", run_id)
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            (state,) = self.query(
+                "SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", dag_id, run_id
+            )[0]
+            if state in ("success", "failed"):
+                return state
+            time.sleep(3)
+        raise RuntimeError(f"run {run_id} not finished after {timeout}s:\n{self.logs()}")
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
+        rows = self.query(
+            "SELECT task_id, state FROM task_instance WHERE dag_id = %s AND run_id = %s",
+            dag_id,
+            run_id,
+        )
+        return dict(rows)
+
+    def _check_alive(self) -> None:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                raise RuntimeError(f"airflow {name} exited ({process.returncode}):\n{self.logs()}")
+
+    def logs(self, tail: int = 3000) -> str:
+        return "\n".join(
+            f"--- {path.name}\n{path.read_text(errors='replace')[-tail:]}"
+            for path in sorted(self.workdir.glob("*.log"))
+        )
+
+    def stop(self) -> None:
+        import os
+        import signal
+
+        import psycopg2
+
+        for process in self.processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        admin = psycopg2.connect("dbname=postgres user=postgres host=127.0.0.1")
+        admin.autocommit = True
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+        admin.close()

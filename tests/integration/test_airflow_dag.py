@@ -1,0 +1,190 @@
+"""The retrain DAG run by real Airflow: `airflow dags test`, then a CeleryExecutor cluster.
+
+1. ``airflow dags test retrain`` on the tiny configuration trains and registers a model; run
+   again with no new partition, it skips training; with a partition whose label has a third
+   value, validate fails once (no retry), nothing downstream runs, the champion stays, and
+   the alert webhook gets the failed expectations.
+2. A scheduler, dag-processor, api-server and Celery worker on the local PostgreSQL and Redis
+   execute one triggered run. Its checkout holds no pipeline outputs and no DVC cache: every
+   task pulls its inputs from, and pushes its outputs to, an S3 DVC remote (SeaweedFS) whose
+   credentials come from an Airflow connection. A stricter gate param makes register run
+   again, and the run ends successfully through ``champion_kept``.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import shutil
+import sys
+import threading
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.integration.conftest import REPO, RepoCopy, copy_with_outputs, make_repo_copy, ran_stages
+from tests.integration.services import AirflowCluster, s3_client, s3_env, seaweedfs
+
+# Generous: three pipeline runs share one fixture, and a loaded CI machine is slow.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
+MODEL = yaml.safe_load((REPO / "params.yaml").read_text())["register"]["model_name"]
+STAGES = list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
+
+
+class AlertInbox(http.server.ThreadingHTTPServer):
+    """A webhook receiver on 127.0.0.1 that keeps every JSON body posted to it."""
+
+    def __init__(self):
+        self.received: list[dict] = []
+        inbox = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                inbox.received.append(json.loads(body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/alerts"
+
+
+def airflow_env(copy: RepoCopy, home: Path, **extra: str) -> dict[str, str]:
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(copy.root / "dags"),
+        "RETRAIN_PROJECT_DIR": str(copy.root),
+        "PYTHONPATH": str(copy.root),
+        **extra,
+    }
+
+
+def dags_test(copy: RepoCopy, env: dict[str, str]):
+    return copy.run(
+        str(Path(sys.executable).parent / "airflow"), "dags", "test", "retrain", env_extra=env
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A repo copy after its first `airflow dags test` run, and what that run printed.
+
+    The tests below share it in file order: the bad-data test, which adds a partition, last."""
+    root = tmp_path_factory.mktemp("airflow_dags_test")
+    copy = make_repo_copy(root / "repo")
+    copy.python("-m", "pipelines.simulate", "--if-empty", check=True)
+    inbox = AlertInbox()
+    env = airflow_env(copy, root / "airflow", AIRFLOW_CONN_RETRAIN_ALERTS=inbox.url)
+    copy.run(
+        str(Path(sys.executable).parent / "airflow"), "db", "migrate", env_extra=env, check=True
+    )
+    yield copy, env, dags_test(copy, env), inbox
+    inbox.shutdown()
+
+
+def test_dags_test_trains_and_registers_a_model(trained):
+    copy, _, run, inbox = trained
+    assert run.returncode == 0, run.output[-6000:]
+    assert "state=success" in run.output
+    assert ran_stages(_stage_lines(run.output)) == STAGES
+    (version,) = copy.registered_versions(MODEL)
+    client = copy.mlflow_client()
+    assert client.get_model_version_by_alias(MODEL, "champion").version == version.version
+    run_tags = client.get_run(version.run_id).data.tags
+    assert run_tags["pipeline.lineage_id"].startswith("airflow:retrain/manual__")
+    assert "promoted to @champion" in run_tags["mlflow.note.content"]
+    assert inbox.received == []
+
+
+def test_a_run_without_new_partitions_skips_training(trained):
+    copy, env, _, _ = trained
+    quiet = dags_test(copy, env)
+    assert quiet.returncode == 0, quiet.output[-6000:]
+    assert "0 new or changed" in quiet.output and "nothing to retrain" in quiet.output
+    assert ran_stages(_stage_lines(quiet.output)) == []
+    assert "$ dvc repro" not in quiet.output
+    assert len(copy.registered_versions(MODEL)) == 1
+
+
+def _stage_lines(output: str) -> str:
+    """DVC's "Running stage" lines, out of Airflow's structured task log lines."""
+    marker = "Running stage '"
+    return "\n".join(line[line.index(marker) :] for line in output.splitlines() if marker in line)
+
+
+def test_celery_executor_runs_the_dag_with_data_moving_through_s3(trained, tmp_path):
+    source = trained[0]
+    copy = copy_with_outputs(source, tmp_path / "repo")
+    # A worker that has never run the pipeline: no outputs, no DVC cache, only dvc.lock.
+    with seaweedfs(tmp_path / "seaweedfs") as endpoint:
+        s3_client(endpoint).create_bucket(Bucket="dvc")
+        copy.dvc("remote", "add", "--local", "--default", "storage", "s3://dvc/store", check=True)
+        copy.dvc("push", check=True, env_extra=s3_env(endpoint))
+        landing = copy.root / "data" / "landing"
+        shutil.move(landing, tmp_path / "landing")
+        shutil.rmtree(copy.root / "data")
+        shutil.rmtree(copy.root / ".dvc" / "cache")
+        (copy.root / "data").mkdir()
+        shutil.move(tmp_path / "landing", landing)
+        shutil.copytree(source.root / "data" / "schemas", copy.root / "data" / "schemas")
+        copy.set_params({"register": copy.params()["register"] | {"min_delta": 0.5}})
+        connection = {
+            "conn_type": "aws",
+            "login": s3_env(endpoint)["AWS_ACCESS_KEY_ID"],
+            "password": s3_env(endpoint)["AWS_SECRET_ACCESS_KEY"],
+            "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+        }
+        cluster = AirflowCluster(
+            tmp_path / "airflow",
+            copy.root / "dags",
+            RETRAIN_PROJECT_DIR=str(copy.root),
+            RETRAIN_SCHEDULE="none",
+            PYTHONPATH=str(copy.root),
+            AIRFLOW_CONN_RETRAIN_S3=json.dumps(connection),
+        )
+        try:
+            cluster.start()
+            cluster.trigger("retrain", "celery-1")
+            state = cluster.wait_for_run("retrain", "celery-1", timeout=900)
+            tasks = cluster.task_states("retrain", "celery-1")
+            logs = cluster.logs()
+        finally:
+            cluster.stop()
+    assert state == "success", f"{tasks}\n{logs}"
+    assert tasks["champion_kept"] == "success" and tasks["promoted"] == "skipped", tasks
+    assert all(tasks[stage] == "success" for stage in ("ingest", "train", "register")), tasks
+    versions = copy.registered_versions(MODEL)
+    assert len(versions) == 2
+    newest = max(versions, key=lambda v: int(v.version))
+    assert newest.tags["gate_decision"] == "challenger"
+    assert (copy.root / "data" / "models" / "model.tflite").exists()  # pulled from S3
+
+
+def test_bad_data_stops_at_validate_alerts_and_keeps_the_champion(trained):
+    copy, env, _, inbox = trained
+    landing = copy.root / "data" / "landing"
+    first = pd.read_parquet(sorted(landing.glob("*.parquet"))[0])
+    first["is_fraud"] = first["is_fraud"].where(first.index % 5 != 0, 7)
+    first.to_parquet(landing / "transactions_2099-01-01.parquet", index=False)
+    champion = copy.mlflow_client().get_model_version_by_alias(MODEL, "champion").version
+
+    bad = dags_test(copy, env)
+
+    assert "state=failed" in bad.output, bad.output[-6000:]
+    assert ran_stages(_stage_lines(bad.output)) == ["ingest", "validate"]
+    (alert,) = inbox.received  # one alert: a data rejection is not retried
+    assert alert["task_id"] == "validate" and alert["data_rejected"] is True
+    assert alert["try_number"] == 1
+    assert "critical check" in alert["error"] and "is_fraud" in alert["error"]
+    assert len(copy.registered_versions(MODEL)) == 1
+    assert copy.mlflow_client().get_model_version_by_alias(MODEL, "champion").version == champion

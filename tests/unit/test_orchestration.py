@@ -1,0 +1,126 @@
+"""The logic behind the Airflow DAG's tasks, on tiny inputs (the DAG itself: tests/dags)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+import yaml
+
+from pipelines import orchestration
+from pipelines.errors import PipelineError
+from pipelines.ingest import list_partitions
+from pipelines.validate import validate
+
+
+@pytest.fixture(autouse=True)
+def airflow_home(tmp_path_factory, monkeypatch):
+    """Airflow writes its config into AIRFLOW_HOME on first import: keep it out of ~."""
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path_factory.getbasetemp() / "airflow_home"))
+
+
+def test_changed_partitions_sees_added_rewritten_and_removed():
+    processed = {"a.parquet": "1", "b.parquet": "2", "c.parquet": "3"}
+    current = {"a.parquet": "1", "b.parquet": "2b", "d.parquet": "4"}
+    assert orchestration.changed_partitions(current, processed) == [
+        "b.parquet",
+        "c.parquet",
+        "d.parquet",
+    ]
+    assert orchestration.changed_partitions(processed, processed) == []
+    assert orchestration.changed_partitions(current, {}) == sorted(current)
+
+
+def test_list_partitions_stamps_change_when_a_file_is_rewritten(tmp_path):
+    (tmp_path / "day=1.csv").write_text("x,y\n1,0\n")
+    (tmp_path / "_SUCCESS").write_text("")
+    (tmp_path / "notes.txt").write_text("not data")
+    first = list_partitions(str(tmp_path), "auto")
+    assert list(first) == [str(tmp_path / "day=1.csv")]
+    (tmp_path / "day=1.csv").write_text("x,y\n1,0\n2,1\n")
+    (tmp_path / "day=2.parquet").write_bytes(b"PAR1")
+    second = list_partitions(str(tmp_path), "auto")
+    assert orchestration.changed_partitions(second, first) == sorted(second)
+    with pytest.raises(PipelineError, match="data.source"):
+        list_partitions(str(tmp_path / "missing"), "auto")
+
+
+def test_merge_lock_overlays_upstream_entries_and_keeps_the_rest(tmp_path):
+    lock = tmp_path / "dvc.lock"
+    lock.write_text(yaml.safe_dump({"schema": "2.0", "stages": {"train": {"cmd": "old"}}}))
+    orchestration.merge_lock(lock, {"ingest": {"cmd": "new"}})
+    assert yaml.safe_load(lock.read_text())["stages"] == {
+        "train": {"cmd": "old"},
+        "ingest": {"cmd": "new"},
+    }
+    fresh = tmp_path / "fresh" / "dvc.lock"
+    fresh.parent.mkdir()
+    orchestration.merge_lock(fresh, {"ingest": {"cmd": "x"}})
+    assert yaml.safe_load(fresh.read_text()) == {
+        "schema": "2.0",
+        "stages": {"ingest": {"cmd": "x"}},
+    }
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dvc.lock", "fresh"]
+
+
+def test_a_critical_validation_failure_is_recognised_as_data_rejection(
+    frame, schema, validate_params, tmp_path
+):
+    broken = frame.assign(label=frame["label"].where(frame.index % 7 != 0, 5))
+    with pytest.raises(PipelineError) as failure:
+        validate(broken, schema, validate_params, tmp_path / "docs", None, None)
+    reason = f"ERROR [validate] {failure.value}"
+    assert orchestration.is_data_rejection("validate", reason)
+    assert not orchestration.is_data_rejection("train", reason)
+    assert not orchestration.is_data_rejection("validate", "ERROR [validate] interrupted")
+
+
+def test_run_stage_reports_the_stages_own_error_line(tmp_path, monkeypatch):
+    failing = tmp_path / "bin" / "dvc"
+    failing.parent.mkdir()
+    failing.write_text(
+        "#!/bin/sh\necho 'Running stage'\necho 'ERROR [split] data.target: no column label' >&2\n"
+        "echo \"ERROR: failed to reproduce 'split'\" >&2\nexit 1\n"
+    )
+    failing.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "bin" / "python"))
+    with pytest.raises(orchestration.StageFailed) as failure:
+        orchestration.run_stage("split", {}, tmp_path, dict(os.environ), sync=False)
+    assert failure.value.reason == "ERROR [split] data.target: no column label"
+
+
+def test_stage_metrics_reads_the_stage_metrics_file(tmp_path):
+    (tmp_path / "data" / "metrics").mkdir(parents=True)
+    (tmp_path / "data" / "metrics" / "register.json").write_text('{"promoted": false}')
+    assert orchestration.stage_metrics(tmp_path, "register") == {"promoted": False}
+    assert orchestration.stage_metrics(tmp_path, "quantize") == {}
+
+
+def test_stage_environment_takes_mlflow_and_s3_settings_from_airflow_connections(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "from-the-worker")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///worker.db")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_RETRAIN_S3",
+        '{"conn_type": "aws", "login": "key-id", "password": "secret-key",'
+        ' "extra": {"endpoint_url": "http://127.0.0.1:8333", "region_name": "eu-west-1"}}',
+    )
+    monkeypatch.setenv("AIRFLOW_CONN_RETRAIN_MLFLOW", "https://bot:pa55word@mlflow.internal:443/")
+    env = orchestration.stage_environment("retrain", "scheduled__2026-11-23")
+    assert env["PIPELINE_RUN_ID"] == "airflow:retrain/scheduled__2026-11-23"
+    assert env["AWS_ACCESS_KEY_ID"] == "key-id" and env["AWS_SECRET_ACCESS_KEY"] == "secret-key"
+    assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:8333"
+    assert env["AWS_DEFAULT_REGION"] == "eu-west-1"
+    assert env["MLFLOW_TRACKING_URI"] == "https://mlflow.internal:443"
+    assert (
+        env["MLFLOW_TRACKING_USERNAME"] == "bot" and env["MLFLOW_TRACKING_PASSWORD"] == "pa55word"
+    )
+
+
+def test_stage_environment_without_connections_keeps_the_workers_settings(monkeypatch):
+    monkeypatch.delenv("AIRFLOW_CONN_RETRAIN_S3", raising=False)
+    monkeypatch.delenv("AIRFLOW_CONN_RETRAIN_MLFLOW", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    env = orchestration.stage_environment("retrain", "manual__1")
+    assert env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
+    assert env["PATH"].split(os.pathsep)[0] == os.path.dirname(sys.executable)
