@@ -123,10 +123,11 @@ def run_stage(
     outputs are pushed after, so that the next task can run on another worker. ``metrics``
     is the stage's DVC metrics file, so that later tasks need no file from this worker.
     """
+    to_pull = stale_upstream(project / "dvc.lock", upstream, project)
     merge_lock(project / "dvc.lock", upstream)
     dvc = str(Path(sys.executable).parent / "dvc")
-    if sync and upstream:
-        _run([dvc, "pull", *upstream], stage, project, env)
+    if sync and to_pull:
+        _run([dvc, "pull", *to_pull], stage, project, env)
     # --pull: a stage whose inputs did not change gets its outputs from the remote instead
     # of running again, e.g. on a worker that has never run it.
     _run([dvc, "repro", "--single-item", "--pull", stage], stage, project, env)
@@ -137,6 +138,20 @@ def run_stage(
         "locks": upstream | {stage: lock["stages"][stage]},
         "metrics": stage_metrics(project, stage),
     }
+
+
+def stale_upstream(lock_file: Path, upstream: dict[str, Any], project: Path) -> list[str]:
+    """The upstream stages whose outputs this checkout may not hold: its own ``dvc.lock`` has
+    another entry for them (another worker ran them), or one of their outputs is missing.
+    The others are skipped by the pull, which would only re-hash them (a few seconds a task)."""
+    local = yaml.safe_load(lock_file.read_text()) if lock_file.exists() else None
+    local_stages = (local or {}).get("stages", {})
+    return [
+        name
+        for name, entry in upstream.items()
+        if local_stages.get(name) != entry
+        or not all((project / out["path"]).exists() for out in entry.get("outs", []))
+    ]
 
 
 def merge_lock(lock_file: Path, entries: dict[str, Any]) -> None:

@@ -64,6 +64,34 @@ def test_merge_lock_overlays_upstream_entries_and_keeps_the_rest(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dvc.lock", "fresh"]
 
 
+def test_only_upstream_stages_this_checkout_lacks_are_pulled(tmp_path):
+    produced = {"cmd": "a", "outs": [{"path": "data/a.parquet", "md5": "1"}]}
+    other_worker = {"cmd": "b", "outs": [{"path": "data/b.parquet", "md5": "2"}]}
+    missing = {"cmd": "c", "outs": [{"path": "data/c.parquet", "md5": "3"}]}
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.parquet").write_bytes(b"a")
+    (tmp_path / "data" / "b.parquet").write_bytes(b"old b")
+    lock = tmp_path / "dvc.lock"
+    lock.write_text(
+        yaml.safe_dump(
+            {
+                "stages": {
+                    "a": produced,
+                    "b": other_worker | {"outs": [{"path": "data/b.parquet", "md5": "0"}]},
+                    "c": missing,
+                }
+            }
+        )
+    )
+    upstream = {"a": produced, "b": other_worker, "c": missing}
+    assert orchestration.stale_upstream(lock, upstream, tmp_path) == ["b", "c"]
+    assert orchestration.stale_upstream(tmp_path / "none.lock", upstream, tmp_path) == [
+        "a",
+        "b",
+        "c",
+    ]
+
+
 def test_a_critical_validation_failure_is_recognised_as_data_rejection(
     frame, schema, validate_params, tmp_path
 ):
