@@ -57,7 +57,14 @@ def compare(reference: dict, clean: pd.DataFrame, schema: Schema) -> dict[str, f
 
 
 def _binned(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
+    """Share of values per bin; bin i holds the values with i edges at or below them.
+
+    One comparison pass per edge is several times faster than ``searchsorted`` on millions of
+    unsorted values. NaN counts as above every edge, as ``searchsorted`` sorts it last.
+    """
+    nans = np.count_nonzero(np.isnan(values))
+    at_or_above = [np.count_nonzero(values >= edge) + nans for edge in edges]
+    counts = -np.diff([len(values), *at_or_above, 0])
     return counts / max(len(values), 1)
 
 
