@@ -124,15 +124,16 @@ def canonical_labels(series: pd.Series) -> pd.Series:
     return _map_distinct(series, canonical_label)
 
 
+def category_value(value: object) -> str:
+    """One categorical value as the string the schema lists (booleans as "true"/"false")."""
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value)).lower()
+    return str(value)
+
+
 def category_text(series: pd.Series) -> pd.Series:
     """Categorical values as the strings the schema lists (booleans as "true"/"false")."""
-
-    def one(value: object) -> str:
-        if isinstance(value, bool | np.bool_):
-            return str(bool(value)).lower()
-        return str(value)
-
-    return _map_distinct(series, one)
+    return _map_distinct(series, category_value)
 
 
 def _map_distinct(series: pd.Series, function) -> pd.Series:

@@ -45,8 +45,9 @@ from pipelines.io import (
 from pipelines.schema import (
     UNKNOWN_CATEGORY,
     Schema,
+    canonical_label,
     canonical_labels,
-    category_text,
+    category_value,
     infer_schema,
     load_schema,
     reference_path,
@@ -93,7 +94,7 @@ def column_problems(frame: pd.DataFrame, schema: Schema) -> list[str]:
 
 def pseudonymize(frame: pd.DataFrame, schema: Schema, salt: str) -> pd.DataFrame:
     """Replace every PII value by a salted SHA-256 digest (nulls stay null)."""
-    frame = frame.copy()
+    frame = frame.copy(deep=False)  # copy-on-write: replacing a column leaves the input as it is
     for name in schema.pii:
         if name in frame.columns:
             frame[name] = frame[name].map(
@@ -114,6 +115,25 @@ def pii_salt(schema: Schema, policy: str) -> str:
             f"columns {schema.pii}"
         )
     return salt
+
+
+Codes = dict[str, tuple[np.ndarray, pd.Index]]
+
+
+def text_codes(frame: pd.DataFrame) -> Codes:
+    """Each non-numeric column as integer codes of its distinct values (nulls -1), with them.
+
+    Equal values get equal codes, and codes are far cheaper to hash and compare than millions
+    of strings.
+    """
+    return {
+        name: pd.factorize(frame[name], use_na_sentinel=True)
+        for name in frame.columns
+        if not (
+            pd.api.types.is_numeric_dtype(frame[name])
+            or pd.api.types.is_datetime64_any_dtype(frame[name])
+        )
+    }
 
 
 def build_suites(schema: Schema):
@@ -260,89 +280,134 @@ def reason_counts(quarantine: pd.DataFrame) -> dict[str, int]:
 
 
 def clean_rows(
-    frame: pd.DataFrame, schema: Schema, cfg: ValidateParams, prior: pd.DataFrame | None = None
+    frame: pd.DataFrame,
+    schema: Schema,
+    cfg: ValidateParams,
+    prior: pd.DataFrame | None = None,
+    codes: Codes | None = None,
 ) -> Cleaned:
     """Repair or quarantine each row-level defect; the target becomes 0/1 (1 = positive).
 
     ``prior`` holds the raw rows of partitions accepted before: a row or id repeating one of
-    them is a duplicate too.
+    them is a duplicate too. ``codes`` is ``text_codes(frame)`` when the caller has it already.
     """
-    work = frame.copy()
     # The first reason found wins; plain numpy arrays keep this cheap on millions of rows.
-    reasons = np.full(len(work), None, dtype=object)
-    rejected = np.zeros(len(work), dtype=bool)
+    reasons = np.full(len(frame), None, dtype=object)
+    rejected = np.zeros(len(frame), dtype=bool)
     repaired: dict[str, int] = {}
 
-    def reject(mask: pd.Series, reason: str) -> None:
-        new = mask.to_numpy(dtype=bool) & ~rejected
+    def reject(mask: np.ndarray, reason: str) -> None:
+        new = mask & ~rejected
         reasons[new] = reason
         rejected[new] = True
 
-    def count_kept(mask: pd.Series) -> int:
-        return int((mask.to_numpy(dtype=bool) & ~rejected).sum())
+    def count_kept(mask: np.ndarray) -> int:
+        return int((mask & ~rejected).sum())
 
-    def repeated(columns: list[str]) -> pd.Series:
-        both = work[columns] if prior is None else pd.concat([prior[columns], work[columns]])
-        # One 64-bit hash per row: far faster than comparing 30 columns, collisions negligible.
-        row_hashes = pd.util.hash_pandas_object(both, index=False).to_numpy()
-        flags = pd.Series(row_hashes).duplicated(keep="first").to_numpy()
-        return pd.Series(flags[len(both) - len(work) :], index=work.index)
+    # Duplicates are found on codes of the text columns. The prior rows come first, so a new
+    # row repeating one of them is the duplicate.
+    if prior is None or prior.empty:
+        both, factorized = frame, text_codes(frame) if codes is None else codes
+    else:
+        both = pd.concat([prior[frame.columns], frame])
+        factorized = text_codes(both)
+    new_rows = slice(len(both) - len(frame), None)
 
-    reject(repeated(list(work.columns)), "duplicate_row")
+    def repeated(values: np.ndarray) -> np.ndarray:
+        return pd.Series(values).duplicated(keep="first").to_numpy()[new_rows]
+
+    # One 64-bit hash per row, mixed from one hash per column: far faster than comparing 30
+    # columns, collisions negligible.
+    row_hashes = np.zeros(len(both), dtype=np.uint64)
+    for name in both.columns:
+        if name in factorized:
+            column_hashes = pd.util.hash_array(factorized[name][0])
+        else:
+            column_hashes = pd.util.hash_pandas_object(both[name], index=False).to_numpy()
+        row_hashes = (row_hashes * np.uint64(1_000_003)) ^ column_hashes
+    reject(repeated(row_hashes), "duplicate_row")
     for name in schema.features("id"):
-        reject(repeated([name]) & work[name].notna(), f"duplicate_id:{name}")
+        codes = factorized[name][0] if name in factorized else both[name].to_numpy()
+        reject(repeated(codes) & frame[name].notna().to_numpy(), f"duplicate_id:{name}")
+
+    def codes_of(name: str) -> tuple[np.ndarray, pd.Index]:
+        if name in factorized:
+            codes, distinct = factorized[name]
+            return codes[new_rows], distinct
+        return pd.factorize(frame[name], use_na_sentinel=True)
+
+    # Repaired columns are built whole, and filtered to the kept rows once at the end.
+    numeric_values: dict[str, np.ndarray] = {}
 
     for name in schema.numeric:
         col = schema.columns[name]
-        values = pd.to_numeric(work[name], errors="coerce").astype("float64")
-        values = values.where(np.isfinite(values))  # infinities are missing values, not huge ones
-        nulls = values.isna()
+        values = pd.to_numeric(frame[name], errors="coerce").astype("float64").to_numpy(copy=True)
+        nulls = ~np.isfinite(values)  # infinities are missing values, not huge ones
         if nulls.any():
             if col.nullable or cfg.null_policy == "impute":
-                values = values.fillna(col.impute)
+                values[nulls] = col.impute
                 repaired[f"imputed:{name}"] = count_kept(nulls)
             else:
+                values[nulls] = np.nan
                 reject(nulls, f"null:{name}")
         outside = (values < col.min) | (values > col.max)
         if outside.any():
             if cfg.out_of_range_policy == "clip":
-                values = values.clip(lower=col.min, upper=col.max)
+                values = np.clip(values, col.min, col.max)
                 repaired[f"clipped:{name}"] = count_kept(outside)
             else:
                 reject(outside, f"out_of_range:{name}")
-        work[name] = values
+        numeric_values[name] = values
 
+    # Categories are decided per distinct value, then spread to rows by code; code -1 (null)
+    # picks the last entry of each per-value array.
+    category_codes: dict[str, tuple[np.ndarray, pd.api.extensions.ExtensionArray]] = {}
     for name in schema.categorical:
         col = schema.columns[name]
-        text = category_text(work[name])
-        nulls = text.isna()
+        codes, distinct = codes_of(name)
+        text = np.array([category_value(value) for value in distinct] + [None], dtype=object)
+        nulls = codes < 0
         if nulls.any():
             if col.nullable or cfg.null_policy == "impute":
-                text = text.fillna(UNKNOWN_CATEGORY)
+                text[-1] = UNKNOWN_CATEGORY
                 repaired[f"imputed:{name}"] = count_kept(nulls)
             else:
                 reject(nulls, f"null:{name}")
-        unseen = text.notna() & ~text.isin(set(col.categories or []) | {UNKNOWN_CATEGORY})
+        allowed = set(col.categories or []) | {UNKNOWN_CATEGORY}
+        unseen_value = np.array([v is not None and v not in allowed for v in text], dtype=bool)
+        unseen = unseen_value[codes]
         if unseen.any():
             if cfg.unseen_category_policy == "unknown":
-                text = text.where(~unseen, UNKNOWN_CATEGORY)
+                text[unseen_value] = UNKNOWN_CATEGORY
                 repaired[f"unseen_to_unknown:{name}"] = count_kept(unseen)
             else:
                 reject(unseen, f"unseen_category:{name}")
-        work[name] = text.astype("str")
+        category_codes[name] = (codes, pd.array(text, dtype="str"))
 
+    kept = ~rejected
+    columns = {}
+    for name in frame.columns:
+        if name in numeric_values:
+            columns[name] = numeric_values[name][kept]
+        elif name in category_codes:
+            codes, text = category_codes[name]
+            # Taking from the few distinct strings is much cheaper than converting a million;
+            # code -1 % len(text) is the last entry, the null's replacement.
+            columns[name] = text.take(codes[kept] % len(text))
+        else:
+            columns[name] = frame[name].array[kept]
+    labels, distinct = codes_of(schema.target)
+    positive = np.array([canonical_label(v) == schema.positive_label for v in distinct] + [False])
+    columns[schema.target] = positive[labels[kept]].astype("int64")
+    clean = pd.DataFrame(columns)
     quarantine = frame[rejected].copy()
     quarantine[REASON] = pd.Series(reasons[rejected], index=quarantine.index, dtype="str")
-    clean = work[~rejected].reset_index(drop=True)
-    clean[schema.target] = (canonical_labels(clean[schema.target]) == schema.positive_label).astype(
-        "int64"
-    )
     return Cleaned(
         clean,
         quarantine.reset_index(drop=True),
         reason_counts(quarantine),
         repaired,
-        kept=~rejected,
+        kept=kept,
     )
 
 
@@ -367,9 +432,9 @@ def validate(
         raise PipelineError(
             f"{paths.RAW_SNAPSHOT} failed {len(problems)} critical check(s): " + "; ".join(problems)
         )
-    cleaned = clean_rows(
-        frame, schema, cfg, None if prior is None else pseudonymize(prior, schema, salt)
-    )
+    if prior is not None:
+        prior = pseudonymize(prior, schema, salt)
+    cleaned = clean_rows(frame, schema, cfg, prior)
     positives = int(cleaned.clean[schema.target].sum())
     negatives = len(cleaned.clean) - positives
     if min(positives, negatives) < 2:
