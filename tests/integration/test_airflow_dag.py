@@ -30,6 +30,10 @@ from tests.integration.services import AirflowCluster, s3_client, s3_env, seawee
 # Generous: three pipeline runs share one fixture, and a loaded CI machine is slow.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
 MODEL = yaml.safe_load((REPO / "params.yaml").read_text())["register"]["model_name"]
+LEAN = {
+    "evaluate": {"baselines": False, "importance_repeats": 0},
+    "quantize": {"variants": ["dynamic_range"]},
+}
 STAGES = list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
 
 
@@ -81,7 +85,8 @@ def trained(tmp_path_factory):
 
     The tests below share it in file order: the bad-data test, which adds a partition, last."""
     root = tmp_path_factory.mktemp("airflow_dags_test")
-    copy = make_repo_copy(root / "repo")
+    # The stages' own features have their tests; these runs are about the orchestration.
+    copy = make_repo_copy(root / "repo", LEAN)
     copy.python("-m", "pipelines.simulate", "--if-empty", check=True)
     inbox = AlertInbox()
     # One process on one disk: the DVC-remote round trip is the Celery test's subject.
@@ -140,6 +145,7 @@ def test_celery_executor_runs_the_dag_with_data_moving_through_s3(trained, tmp_p
         (copy.root / "data").mkdir()
         shutil.move(tmp_path / "landing", landing)
         shutil.copytree(source.root / "data" / "schemas", copy.root / "data" / "schemas")
+        shutil.copy2(source.root / "params.yaml", copy.root / "params.yaml")
         copy.set_params({"register": copy.params()["register"] | {"min_delta": 0.5}})
         connection = {
             "conn_type": "aws",
