@@ -107,10 +107,10 @@ def stage_task(stage: str):
     def run(previous: dict) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from pipelines.orchestration import StageFailed, is_data_rejection, run_stage
+        from pipelines.orchestration import StageFailed, is_data_rejection, reproduce_stage
 
         try:
-            return run_stage(
+            return reproduce_stage(
                 stage, previous.get("locks", {}), PROJECT_DIR, _environment(), SYNC_THROUGH_REMOTE
             )
         except StageFailed as failure:

@@ -113,7 +113,7 @@ def stage_environment(dag_id: str, run_id: str) -> dict[str, str]:
     return env
 
 
-def run_stage(
+def reproduce_stage(
     stage: str, upstream: dict[str, Any], project: Path, env: dict[str, str], sync: bool
 ) -> dict[str, Any]:
     """Reproduce one stage in ``project``; returns ``{"locks": ..., "metrics": ...}``.
@@ -264,8 +264,8 @@ def _print_partitions() -> None:
 
 
 if __name__ == "__main__":
-    from pipelines.stage import run_stage as run_entry_point
+    from pipelines.stage import run_stage
 
     if sys.argv[1:] != ["partitions"]:
         sys.exit("usage: python -m pipelines.orchestration partitions")
-    run_entry_point("partitions", _print_partitions, record_failure=False)
+    run_stage("partitions", _print_partitions, record_failure=False)

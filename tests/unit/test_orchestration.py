@@ -104,7 +104,7 @@ def test_a_critical_validation_failure_is_recognised_as_data_rejection(
     assert not orchestration.is_data_rejection("validate", "ERROR [validate] interrupted")
 
 
-def test_run_stage_reports_the_stages_own_error_line(tmp_path, monkeypatch):
+def test_reproduce_stage_reports_the_stages_own_error_line(tmp_path, monkeypatch):
     failing = tmp_path / "bin" / "dvc"
     failing.parent.mkdir()
     failing.write_text(
@@ -114,7 +114,7 @@ def test_run_stage_reports_the_stages_own_error_line(tmp_path, monkeypatch):
     failing.chmod(0o755)
     monkeypatch.setattr(sys, "executable", str(tmp_path / "bin" / "python"))
     with pytest.raises(orchestration.StageFailed) as failure:
-        orchestration.run_stage("split", {}, tmp_path, dict(os.environ), sync=False)
+        orchestration.reproduce_stage("split", {}, tmp_path, dict(os.environ), sync=False)
     assert failure.value.reason == "ERROR [split] data.target: no column label"
 
 
