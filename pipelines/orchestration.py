@@ -32,7 +32,9 @@ from typing import Any
 
 import yaml
 
+from pipelines import paths
 from pipelines.errors import PipelineError, brief
+from pipelines.io import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -161,9 +163,7 @@ def merge_lock(lock_file: Path, entries: dict[str, Any]) -> None:
     lock = yaml.safe_load(lock_file.read_text()) if lock_file.exists() else None
     lock = lock or {"schema": "2.0", "stages": {}}
     lock["stages"] |= entries
-    temporary = lock_file.with_name(f".{lock_file.name}.{os.getpid()}.tmp")
-    temporary.write_text(yaml.safe_dump(lock, sort_keys=False))
-    os.replace(temporary, lock_file)
+    write_text_atomic(yaml.safe_dump(lock, sort_keys=False), lock_file)
 
 
 def is_data_rejection(stage: str, reason: str) -> bool:
@@ -173,7 +173,7 @@ def is_data_rejection(stage: str, reason: str) -> bool:
 
 def stage_metrics(project: Path, stage: str) -> dict[str, Any]:
     """The stage's DVC metrics file (``data/metrics/<stage>.json``), or {} if it has none."""
-    metrics = project / "data" / "metrics" / f"{stage}.json"
+    metrics = project / paths.METRICS / f"{stage}.json"
     return json.loads(metrics.read_text()) if metrics.exists() else {}
 
 
