@@ -38,6 +38,12 @@ TINY = {
     "evaluate": {"importance_repeats": 1},
     "quantize": {"qat_epochs": 1},
 }
+# For runs about orchestration or data rather than evaluate's and quantize's own features,
+# which have their tests: no baselines or importance, one quantized variant.
+LEAN = {
+    "evaluate": {"baselines": False, "importance_repeats": 0},
+    "quantize": {"variants": ["dynamic_range"]},
+}
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The retrain DAG run by real Airflow: `airflow dags test`, then a CeleryExecutor cluster.
 
-1. ``airflow dags test retrain`` on the tiny configuration trains and registers a model; run
+1. ``airflow dags test retrain`` on the tiny configuration, started from the DVC pipeline's
+   outputs with a changed train param, retrains and registers a model; run
    again with no new partition, it skips training; with a partition whose label has a third
    value, validate fails once (no retry), nothing downstream runs, the champion stays, and
    the alert webhook gets the failed expectations.
@@ -24,16 +25,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.integration.conftest import REPO, RepoCopy, copy_with_outputs, make_repo_copy, ran_stages
+from tests.integration.conftest import LEAN, REPO, RepoCopy, copy_with_outputs, ran_stages
 from tests.integration.services import AirflowCluster, s3_client, s3_env, seaweedfs
 
 # Generous: three pipeline runs share one fixture, and a loaded CI machine is slow.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
 MODEL = yaml.safe_load((REPO / "params.yaml").read_text())["register"]["model_name"]
-LEAN = {
-    "evaluate": {"baselines": False, "importance_repeats": 0},
-    "quantize": {"variants": ["dynamic_range"]},
-}
 STAGES = list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
 
 
@@ -80,14 +77,17 @@ def dags_test(copy: RepoCopy, env: dict[str, str]):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(pipeline_repo, tmp_path_factory):
     """A repo copy after its first `airflow dags test` run, and what that run printed.
 
-    The tests below share it in file order: the bad-data test, which adds a partition, last."""
+    The copy starts from the DVC pipeline's outputs, with no registry and a changed train
+    param: the run executes every task, and DVC reruns train and what follows (the stages
+    before train run under Airflow in the bad-data test). The tests below share it in file
+    order: the bad-data test, which adds a partition, last."""
     root = tmp_path_factory.mktemp("airflow_dags_test")
+    copy = copy_with_outputs(pipeline_repo[0], root / "repo", registry=False)
     # The stages' own features have their tests; these runs are about the orchestration.
-    copy = make_repo_copy(root / "repo", LEAN)
-    copy.python("-m", "pipelines.simulate", "--if-empty", check=True)
+    copy.set_params(LEAN | {"train": {"epochs": 3}})
     inbox = AlertInbox()
     # One process on one disk: the DVC-remote round trip is the Celery test's subject.
     env = airflow_env(
@@ -104,7 +104,7 @@ def test_dags_test_trains_and_registers_a_model(trained):
     copy, _, run, inbox = trained
     assert run.returncode == 0, run.output[-6000:]
     assert "state=success" in run.output
-    assert ran_stages(_stage_lines(run.output)) == STAGES
+    assert ran_stages(_stage_lines(run.output)) == STAGES[STAGES.index("train") :]
     (version,) = copy.registered_versions(MODEL)
     client = copy.mlflow_client()
     assert client.get_model_version_by_alias(MODEL, "champion").version == version.version

@@ -5,7 +5,7 @@ import json
 import pytest
 import yaml
 
-from tests.integration.conftest import REPO, make_repo_copy
+from tests.integration.conftest import LEAN, REPO, make_repo_copy
 
 pytestmark = pytest.mark.integration
 
@@ -18,7 +18,7 @@ def test_a_second_real_dataset_needs_only_the_data_keys(tmp_path):
         columns="target"
     )
     defaults = yaml.safe_load((REPO / "params.yaml").read_text())
-    repo = make_repo_copy(tmp_path / "repo", params={"train": defaults["train"]})
+    repo = make_repo_copy(tmp_path / "repo", params=LEAN | {"train": defaults["train"]})
     source = repo.root / "data" / "external" / "breast_cancer.csv"
     source.parent.mkdir(parents=True)
     frame.to_csv(source, index=False)
