@@ -32,7 +32,10 @@ LABEL org.opencontainers.image.title="retrain-pipeline" \
       org.opencontainers.image.description="Retraining pipeline stages and Airflow 3 components" \
       org.opencontainers.image.revision="${GIT_COMMIT}"
 
+# PIPELINE_GIT_COMMIT: the commit that register tags model versions with, as there is no
+# git checkout in the image.
 ENV PATH=/opt/venv/bin:$PATH \
+    PIPELINE_GIT_COMMIT=${GIT_COMMIT} \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     RETRAIN_PROJECT_DIR=/opt/retrain \

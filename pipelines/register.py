@@ -144,7 +144,9 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 
 
 def git_commit() -> str:
-    return _git("rev-parse", "HEAD") or "unknown"
+    """The checkout's commit; in an image without a git checkout, the commit it was built
+    from (``PIPELINE_GIT_COMMIT``, set by docker/pipeline.Dockerfile's ``GIT_COMMIT``)."""
+    return _git("rev-parse", "HEAD") or os.environ.get("PIPELINE_GIT_COMMIT") or "unknown"
 
 
 def file_md5(path: Path) -> str:

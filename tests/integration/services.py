@@ -76,9 +76,10 @@ def seaweedfs(workdir: Path) -> Iterator[str]:
         _wait_for_s3(endpoint, process, workdir / "weed.log")
         yield endpoint
     finally:
+        # Its graceful shutdown can take 20 s; the test is done with the data by now.
         process.terminate()
         try:
-            process.wait(timeout=20)
+            process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()

@@ -16,7 +16,7 @@ from pipelines.evaluate import (
     render_bias_plots,
     segment_table,
 )
-from pipelines.register import GateMetrics, gate_decision
+from pipelines.register import GateMetrics, gate_decision, git_commit
 
 RNG = np.random.default_rng(0)
 LABELS = (RNG.random(500) < 0.1).astype(int)
@@ -248,3 +248,12 @@ def test_quantization_gate_serves_the_smallest_variant_within_both_tolerances():
     fastest = cfg.model_copy(update={"serving_policy": "fastest"})
     assert gate(variants, reference, fastest) == "float16"
     assert gate({"int8": variants["int8"]}, reference, cfg) == "float"
+
+
+def test_git_commit_outside_a_checkout_comes_from_the_image_build(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    monkeypatch.setenv("PIPELINE_GIT_COMMIT", "0123abcd")
+    assert git_commit() == "0123abcd"
+    monkeypatch.delenv("PIPELINE_GIT_COMMIT")
+    assert git_commit() == "unknown"
