@@ -127,14 +127,22 @@ def reproduce_stage(
     """
     to_pull = stale_upstream(project / "dvc.lock", upstream, project)
     merge_lock(project / "dvc.lock", upstream)
-    dvc = str(Path(sys.executable).parent / "dvc")
+    commands = []
     if sync and to_pull:
-        _run([dvc, "pull", *to_pull], stage, project, env)
+        commands.append(["pull", *to_pull])
     # --pull: a stage whose inputs did not change gets its outputs from the remote instead
     # of running again, e.g. on a worker that has never run it.
-    _run([dvc, "repro", "--single-item", "--pull", stage], stage, project, env)
+    commands.append(["repro", "--single-item", "--pull", stage])
     if sync:
-        _run([dvc, "push", stage], stage, project, env)
+        commands.append(["push", stage])
+    # One process runs the task's DVC commands in turn: each `dvc` start-up costs about a
+    # second, a tenth of the orchestration overhead on the tiny configuration.
+    _run(
+        [sys.executable, "-m", "pipelines.orchestration", "dvc", json.dumps(commands)],
+        stage,
+        project,
+        env,
+    )
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     return {
         "locks": upstream | {stage: lock["stages"][stage]},
@@ -208,7 +216,6 @@ def alert_on_failure(context: dict[str, Any]) -> None:
 
 def _run(command: list[str], stage: str, project: Path, env: dict[str, str]) -> None:
     """Run ``command``, streaming its output into the task log; raise StageFailed on error."""
-    log.info("$ dvc %s", " ".join(command[1:]))
     tail: deque[str] = deque(maxlen=ERROR_TAIL_LINES)
     with subprocess.Popen(
         command,
@@ -225,9 +232,7 @@ def _run(command: list[str], stage: str, project: Path, env: dict[str, str]) -> 
             log.info("%s", line)
             tail.append(line)
     if process.returncode != 0:
-        raise StageFailed(
-            stage, _error_line(list(tail)) or f"{command[1]} exited with {process.returncode}"
-        )
+        raise StageFailed(stage, _error_line(list(tail)) or f"exited with {process.returncode}")
 
 
 def _error_line(lines: list[str]) -> str:
@@ -263,9 +268,30 @@ def _print_partitions() -> None:
     sys.stdout.write(json.dumps(list_partitions(params.data.source, params.ingest.file_format)))
 
 
+def _run_dvc_commands(commands: list[list[str]]) -> int:
+    """Run DVC CLI commands in this process, in order, each shown as ``$ dvc ...`` first;
+    stop at the first that fails and return its exit code."""
+    from dvc.cli import main as dvc
+
+    for command in commands:
+        sys.stdout.write(f"$ dvc {' '.join(command)}\n")
+        sys.stdout.flush()
+        returncode = dvc(command)
+        if returncode != 0:
+            return returncode
+    return 0
+
+
+USAGE = """usage: python -m pipelines.orchestration partitions
+       python -m pipelines.orchestration dvc '[["repro", "--single-item", "train"], ...]'"""
+
 if __name__ == "__main__":
     from pipelines.stage import run_stage
 
-    if sys.argv[1:] != ["partitions"]:
-        sys.exit("usage: python -m pipelines.orchestration partitions")
-    run_stage("partitions", _print_partitions, record_failure=False)
+    match sys.argv[1:]:
+        case ["partitions"]:
+            run_stage("partitions", _print_partitions, record_failure=False)
+        case ["dvc", commands]:
+            sys.exit(_run_dvc_commands(json.loads(commands)))
+        case _:
+            sys.exit(USAGE)

@@ -4,7 +4,8 @@
    outputs with a changed train param, retrains and registers a model; run
    again with no new partition, it skips training; with a partition whose label has a third
    value, validate fails once (no retry), nothing downstream runs, the champion stays, and
-   the alert webhook gets the failed expectations.
+   the alert webhook gets the failed expectations. A task killed mid-run and retried (run
+   twice) ingests each partition once and gives the same outputs.
 2. A scheduler, dag-processor, api-server and Celery worker on the local PostgreSQL and Redis
    execute one triggered run. Its checkout holds no pipeline outputs and no DVC cache: every
    task pulls its inputs from, and pushes its outputs to, an S3 DVC remote (SeaweedFS) whose
@@ -14,18 +15,30 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import json
+import os
 import shutil
+import signal
+import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from tests.integration.conftest import LEAN, REPO, RepoCopy, copy_with_outputs, ran_stages
+from tests.integration.conftest import (
+    LEAN,
+    REPO,
+    RepoCopy,
+    copy_with_outputs,
+    make_repo_copy,
+    ran_stages,
+)
 from tests.integration.services import AirflowCluster, s3_client, s3_env, seaweedfs
 
 # Generous: three pipeline runs share one fixture, and a loaded CI machine is slow.
@@ -197,3 +210,38 @@ def test_bad_data_stops_at_validate_alerts_and_keeps_the_champion(trained):
     assert "critical check" in alert["error"] and "is_fraud" in alert["error"]
     assert len(copy.registered_versions(MODEL)) == 1
     assert copy.mlflow_client().get_model_version_by_alias(MODEL, "champion").version == champion
+
+
+def test_a_task_killed_mid_run_then_retried_ingests_each_partition_once(tmp_path):
+    """The ingest task's command, SIGKILLed while it runs, then the task run twice."""
+    from pipelines.orchestration import reproduce_stage
+
+    copy = make_repo_copy(tmp_path / "repo")
+    copy.python("-m", "pipelines.simulate", "--if-empty", check=True)
+    rows = sum(len(pd.read_parquet(p)) for p in (copy.root / "data" / "landing").glob("*.parquet"))
+    command = json.dumps([["repro", "--single-item", "ingest"]])
+    task = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.orchestration", "dvc", command],
+        cwd=copy.root,
+        env=copy.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    for line in task.stdout:
+        if line.startswith("Running stage 'ingest'"):
+            time.sleep(1)
+            os.killpg(task.pid, signal.SIGKILL)
+            break
+    task.wait(timeout=60)
+    assert task.returncode == -signal.SIGKILL
+
+    snapshot = copy.root / "data" / "raw" / "snapshot.parquet"
+    first = reproduce_stage("ingest", {}, copy.root, copy.env(), sync=False)
+    assert len(pd.read_parquet(snapshot)) == rows
+    digest = hashlib.sha256(snapshot.read_bytes()).hexdigest()
+    second = reproduce_stage("ingest", {}, copy.root, copy.env(), sync=False)
+    assert second == first
+    assert hashlib.sha256(snapshot.read_bytes()).hexdigest() == digest
+    assert len(pd.read_parquet(snapshot)) == rows

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -12,6 +15,8 @@ from pipelines import orchestration
 from pipelines.errors import PipelineError
 from pipelines.ingest import list_partitions
 from pipelines.validate import validate
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -105,17 +110,40 @@ def test_a_critical_validation_failure_is_recognised_as_data_rejection(
 
 
 def test_reproduce_stage_reports_the_stages_own_error_line(tmp_path, monkeypatch):
-    failing = tmp_path / "bin" / "dvc"
+    # A stand-in for `python -m pipelines.orchestration dvc ...` whose stage fails.
+    failing = tmp_path / "bin" / "python"
     failing.parent.mkdir()
     failing.write_text(
         "#!/bin/sh\necho 'Running stage'\necho 'ERROR [split] data.target: no column label' >&2\n"
         "echo \"ERROR: failed to reproduce 'split'\" >&2\nexit 1\n"
     )
     failing.chmod(0o755)
-    monkeypatch.setattr(sys, "executable", str(tmp_path / "bin" / "python"))
+    monkeypatch.setattr(sys, "executable", str(failing))
     with pytest.raises(orchestration.StageFailed) as failure:
         orchestration.reproduce_stage("split", {}, tmp_path, dict(os.environ), sync=False)
     assert failure.value.reason == "ERROR [split] data.target: no column label"
+
+
+def test_the_dvc_commands_of_a_task_run_in_one_process_and_stop_at_a_failure(tmp_path):
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  hello:\n    cmd: echo hi > out.txt\n    outs: [out.txt]\n"
+    )
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=tmp_path, check=True)
+    commands = [["repro", "--single-item", "hello"], ["repro", "nosuch"], ["status"]]
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.orchestration", "dvc", json.dumps(commands)],
+        cwd=tmp_path,
+        env=os.environ | {"PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0
+    assert (
+        "$ dvc repro --single-item hello" in done.stdout and "Running stage 'hello'" in done.stdout
+    )
+    assert "$ dvc repro nosuch" in done.stdout and "$ dvc status" not in done.stdout
+    assert "nosuch" in done.stderr and (tmp_path / "out.txt").read_text() == "hi\n"
 
 
 def test_stage_metrics_reads_the_stage_metrics_file(tmp_path):
