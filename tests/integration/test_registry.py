@@ -82,7 +82,7 @@ class Scenario:
         rng = np.random.default_rng(0)
         if change == "noisy":
             kernel, bias = dense[0].get_weights()
-            dense[0].set_weights([kernel * rng.normal(1, 1.5, kernel.shape), bias])
+            dense[0].set_weights([kernel * rng.normal(1, 0.5, kernel.shape), bias])
         elif change == "inverted":
             kernel, bias = dense[-1].get_weights()
             dense[-1].set_weights([-kernel, -bias])
