@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pipelines import paths
 from pipelines.errors import PipelineError
@@ -144,6 +152,16 @@ class TrainParams(Section):
         1024, ge=0, description="cache the input pipeline in memory when under this size"
     )
     profile_batch: int = Field(0, ge=0, description="TensorBoard profiles this batch; 0: off")
+    categorical_encoding: Literal["embedding", "one_hot"] = Field(
+        "one_hot",
+        description="categorical features: a learned Embedding per feature inside the model, "
+        "or one-hot columns",
+    )
+    embedding_dim: Literal["auto"] | PositiveInt = Field(
+        "auto",
+        description="embedding: width of each feature's embedding; auto: "
+        "min(16, round(1.6 x levels^0.56)), levels counting the unknown slot (fastai's rule)",
+    )
 
 
 class EvaluateParams(Section):

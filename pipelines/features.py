@@ -2,9 +2,18 @@
 
 Numeric features are clipped to the schema's range and standardised with the training mean
 and std (nulls become the mean);
-categorical features are one-hot encoded over the training vocabulary plus an
-``__unknown__`` slot for anything else. It is fitted once, in train, saved as JSON beside
-the model, and applied unchanged by evaluate, quantize and the served pyfunc.
+categorical features are encoded over the training vocabulary plus an ``__unknown__`` slot
+for anything else, either
+
+* ``one_hot``: one 0/1 column per vocabulary entry plus one for unknown, or
+* ``embedding``: one column per feature holding its integer code as a float (0 ..
+  len(vocabulary) - 1 for the vocabulary, len(vocabulary) for unknown), which the model
+  looks up in its own Embedding layer (``pipelines.train.build_model``).
+
+Either way the output is ONE float32 matrix, numeric columns first, so evaluate, quantize,
+serving and the TFLite converters feed the model the same way. It is fitted once, in train,
+saved as JSON beside the model (with its encoding; a file without one is ``one_hot``), and
+applied unchanged by evaluate, quantize and the served pyfunc.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -19,6 +29,8 @@ import pandas as pd
 from pipelines.errors import PipelineError
 from pipelines.io import write_text_atomic
 from pipelines.schema import UNKNOWN_CATEGORY, Schema, category_text
+
+ENCODINGS = ("one_hot", "embedding")
 
 
 @dataclass(frozen=True)
@@ -29,9 +41,19 @@ class FeatureTransform:
     means: list[float]
     stds: list[float]
     categorical: dict[str, list[str]]
+    encoding: Literal["one_hot", "embedding"] = "one_hot"
+
+    def __post_init__(self) -> None:
+        if self.encoding not in ENCODINGS:
+            raise PipelineError(f"unknown categorical encoding {self.encoding!r}; use {ENCODINGS}")
 
     @classmethod
-    def fit(cls, frame: pd.DataFrame, schema: Schema) -> FeatureTransform:
+    def fit(
+        cls,
+        frame: pd.DataFrame,
+        schema: Schema,
+        encoding: Literal["one_hot", "embedding"] = "one_hot",
+    ) -> FeatureTransform:
         numeric = schema.numeric
         lower = [_or(schema.columns[name].min, -np.inf) for name in numeric]
         upper = [_or(schema.columns[name].max, np.inf) for name in numeric]
@@ -44,13 +66,19 @@ class FeatureTransform:
             name: sorted(set(category_text(frame[name]).dropna().unique()) - {UNKNOWN_CATEGORY})
             for name in schema.categorical
         }
-        return cls(
-            numeric, lower, upper, values.mean().fillna(0.0).tolist(), stds.tolist(), categorical
-        )
+        means = values.mean().fillna(0.0).tolist()
+        return cls(numeric, lower, upper, means, stds.tolist(), categorical, encoding)
 
     @property
     def width(self) -> int:
+        if self.encoding == "embedding":
+            return len(self.numeric) + len(self.categorical)
         return len(self.numeric) + sum(len(v) + 1 for v in self.categorical.values())
+
+    @property
+    def levels(self) -> list[int]:
+        """Codes per categorical feature, the unknown slot included (embedding input sizes)."""
+        return [len(vocabulary) + 1 for vocabulary in self.categorical.values()]
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         missing = [c for c in [*self.numeric, *self.categorical] if c not in frame.columns]
@@ -70,7 +98,10 @@ class FeatureTransform:
         for name, vocabulary in self.categorical.items():
             index = {value: i for i, value in enumerate(vocabulary)}
             codes = category_text(frame[name]).map(index).fillna(len(vocabulary)).to_numpy("int64")
-            blocks.append(np.eye(len(vocabulary) + 1)[codes])
+            if self.encoding == "embedding":
+                blocks.append(codes[:, None].astype("float64"))
+            else:
+                blocks.append(np.eye(len(vocabulary) + 1)[codes])
         if not blocks:
             raise PipelineError("the schema declares no numeric or categorical feature")
         return np.hstack(blocks).astype("float32")
@@ -80,6 +111,7 @@ class FeatureTransform:
 
     @classmethod
     def load(cls, path: Path) -> FeatureTransform:
+        """A saved transform; files written before ``encoding`` existed load as one_hot."""
         return cls(**json.loads(Path(path).read_text()))
 
 

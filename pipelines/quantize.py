@@ -88,12 +88,31 @@ def representative_sample(features: np.ndarray, rows: int, seed: int) -> np.ndar
 def quantization_aware(
     model, features: np.ndarray, labels: np.ndarray, cfg: QuantizeParams, seed: int
 ):
-    """Fine-tune a quantization-aware copy of ``model`` on the training features."""
+    """Fine-tune a quantization-aware copy of ``model`` on the training features.
+
+    A model with Embedding layers (``train.categorical_encoding: embedding``) has layers tfmot
+    cannot annotate (Embedding, Rescaling): only its Dense layers are made quantization-aware,
+    and the int8 converter calibrates the rest from the representative rows. A model without
+    them is annotated whole, as ``quantize_model`` does.
+    """
     import tensorflow_model_optimization as tfmot
 
     _, keras = tensorflow()
     keras.utils.set_random_seed(seed)
-    aware = tfmot.quantization.keras.quantize_model(model)
+    qat = tfmot.quantization.keras
+    if any(isinstance(layer, keras.layers.Embedding) for layer in model.layers):
+        annotated = keras.models.clone_model(
+            model,
+            clone_function=lambda layer: (
+                qat.quantize_annotate_layer(layer.__class__.from_config(layer.get_config()))
+                if isinstance(layer, keras.layers.Dense)
+                else layer.__class__.from_config(layer.get_config())
+            ),
+        )
+        annotated.set_weights(model.get_weights())
+        aware = qat.quantize_apply(annotated)
+    else:
+        aware = qat.quantize_model(model)
     aware.compile(
         optimizer=keras.optimizers.Adam(cfg.qat_learning_rate),
         loss=keras.losses.BinaryCrossentropy(),

@@ -1,5 +1,9 @@
 """Train: a Keras MLP on the transformed training split, under a tf.distribute strategy.
 
+Categorical features enter the MLP one-hot encoded, or (``train.categorical_encoding:
+embedding``) as integer codes that the model looks up in one learned Embedding per feature,
+``train.embedding_dim`` wide (``auto``: fastai's min(16, round(1.6 x levels^0.56))).
+
 ``train.strategy``:
 
 * ``auto``: MirroredStrategy when two or more GPUs are visible, else the default strategy
@@ -29,6 +33,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,13 +138,39 @@ def dtype_policy(setting: str, gpus: int) -> str:
     return "mixed_float16" if setting == "auto" and gpus > 0 else "float32"
 
 
+def embedding_dim(levels: int, setting: str | int = "auto") -> int:
+    """Embedding width for a feature with ``levels`` codes (unknown slot included).
+
+    ``auto`` is fastai's rule of thumb, min(16, round(1.6 x levels^0.56)): 2 levels -> 2,
+    4 -> 3, 10 -> 6, 100 -> 21 capped at 16.
+    """
+    if setting == "auto":
+        return min(16, round(1.6 * levels**0.56))
+    return int(setting)
+
+
 def build_model(
-    width: int, cfg: TrainParams, policy: str = "float32", steps_per_execution: int = 1
+    width: int,
+    cfg: TrainParams,
+    policy: str = "float32",
+    steps_per_execution: int = 1,
+    levels: Sequence[int] = (),
 ):
+    """The MLP over one float32 input ``features`` of ``width`` columns.
+
+    With ``levels`` (the transform's ``embedding`` encoding), the last ``len(levels)``
+    columns hold integer codes: each is cut out, looked up in its own
+    ``Embedding(levels[i], dim)`` and flattened, then concatenated with the numeric columns
+    before the Dense stack. Only stock tf-keras layers (Reshape, Cropping1D, Rescaling,
+    Embedding, Flatten, Concatenate), so the saved model loads in safe mode without custom
+    objects, and the TFLite converters see plain slices and gathers.
+    """
     _, keras = tensorflow()
     regularizer = keras.regularizers.L2(cfg.l2) if cfg.l2 else None
     inputs = keras.Input(shape=(width,), name="features")
     hidden = inputs
+    if levels:
+        hidden = _embedded(keras, inputs, width, list(levels), cfg.embedding_dim, policy)
     for units in cfg.hidden_units:
         hidden = keras.layers.Dense(
             units, activation="relu", kernel_regularizer=regularizer, dtype=policy
@@ -170,14 +201,40 @@ def build_model(
     return model
 
 
-def float32_copy(model, width: int, cfg: TrainParams):
+def _embedded(keras, inputs, width: int, levels: list[int], dim_setting, policy: str):
+    """Numeric columns followed by one flattened embedding per code column."""
+    numeric = width - len(levels)
+    if numeric < 0:
+        raise PipelineError(f"{len(levels)} code columns do not fit in {width} input columns")
+    columns = keras.layers.Reshape((width, 1), name="columns")(inputs)
+    parts = []
+    if numeric:
+        block = keras.layers.Cropping1D((0, len(levels)), name="numeric_columns")(columns)
+        parts.append(keras.layers.Flatten(name="numeric")(block))
+    for i, count in enumerate(levels):
+        at = numeric + i
+        code = keras.layers.Cropping1D((at, width - at - 1), name=f"code_column_{i}")(columns)
+        code = keras.layers.Reshape((1,), name=f"code_{i}")(code)
+        # Embedding casts its float input to int32 by truncation: +0.5 makes that rounding,
+        # so a code that int8 quantization of the input moved by less than 0.5 stays itself.
+        code = keras.layers.Rescaling(1.0, offset=0.5, name=f"code_{i}_rounded")(code)
+        vectors = keras.layers.Embedding(
+            count, embedding_dim(count, dim_setting), dtype=policy, name=f"embedding_{i}"
+        )(code)
+        parts.append(keras.layers.Flatten(name=f"embedded_{i}")(vectors))
+    if len(parts) == 1:
+        return parts[0]
+    return keras.layers.Concatenate(name="embedded_features", dtype=policy)(parts)
+
+
+def float32_copy(model, width: int, cfg: TrainParams, levels: Sequence[int] = ()):
     """The same weights in an all-float32 model, outside any strategy.
 
     Mixed precision is a training speed-up only: TFLite cannot convert float16 MatMuls (the
     quantize stage fails on them), and evaluate and serving expect float32. Under
     mixed_float16 the variables are float32 already, so the copy is exact.
     """
-    copy = build_model(width, cfg)
+    copy = build_model(width, cfg, levels=levels)
     copy.set_weights(model.get_weights())
     return copy
 
@@ -280,7 +337,8 @@ def train(
     if cfg.deterministic:
         # Process-wide and one-way (TF has no public switch back); a stage is one process.
         tf.config.experimental.enable_op_determinism()
-    transform = FeatureTransform.fit(train_frame, schema)
+    transform = FeatureTransform.fit(train_frame, schema, cfg.categorical_encoding)
+    levels = transform.levels if transform.encoding == "embedding" else []
     x_train, y_train = transform.transform(train_frame), train_frame[schema.target].to_numpy()
     x_val, y_val = transform.transform(val_frame), val_frame[schema.target].to_numpy()
 
@@ -301,7 +359,7 @@ def train(
         )
     policy = dtype_policy(cfg.mixed_precision, len(tf.config.list_logical_devices("GPU")))
     with strategy.scope():
-        model = build_model(transform.width, cfg, policy, steps)
+        model = build_model(transform.width, cfg, policy, steps, levels)
     nbytes = sum(a.nbytes for a in (x_train, y_train, x_val, y_val))
     cache = fits_in_cache(nbytes, cfg.cache_max_mb)
     log.info(
@@ -361,7 +419,7 @@ def train(
     )
     seconds = time.perf_counter() - started
     if policy != "float32":
-        model = float32_copy(model, transform.width, cfg)
+        model = float32_copy(model, transform.width, cfg, levels)
     history = pd.DataFrame(fit.history)
     # After a resume, history, early stopping and the LR schedule cover only the epochs this
     # process ran (the callbacks' counters are not in the backup), so the best weights and
@@ -382,6 +440,12 @@ def train(
         "samples_per_second": round(len(x_train) * len(history) / seconds, 1),
         "train_rows": len(x_train),
         "features": transform.width,
+        "categorical_encoding": transform.encoding,
+        "embedding_dims": {
+            name: embedding_dim(count, cfg.embedding_dim)
+            for name, count in zip(transform.categorical, transform.levels, strict=True)
+            if levels
+        },
     }
     return TrainResult(model, transform, history, report, chief)
 

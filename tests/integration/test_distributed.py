@@ -34,7 +34,7 @@ train_frame, val, test = split(frame, schema, split_cfg, seed=0)
 results = {}
 for strategy in ("default", "mirrored"):
     cfg = TrainParams(strategy=strategy, epochs=8, batch_size=32, learning_rate=0.003, hidden_units=[16],
-                      dropout=0.0, early_stopping_patience=8)
+                      dropout=0.0, early_stopping_patience=8, categorical_encoding="embedding")
     result = train(train_frame, val, schema, cfg, seed=1)
     scores = predict_proba(result.model, result.transform.transform(test))
     results[strategy] = dict(result.report, test_pr_auc=average_precision_score(test["label"], scores))

@@ -8,6 +8,7 @@ from pipelines.config import DataParams, QuantizeParams, SplitParams, TrainParam
 from pipelines.quantize import TFLiteScorer, convert, gate, quality, quantize, size_breakdown
 from pipelines.schema import infer_schema
 from pipelines.split import split
+from pipelines.tf_runtime import tensorflow
 from pipelines.train import train
 from tests.conftest import make_frame
 
@@ -25,8 +26,8 @@ CFG = QuantizeParams(
 )
 
 
-@pytest.fixture(scope="module")
-def trained():
+@pytest.fixture(scope="module", params=["one_hot", "embedding"])
+def trained(request):
     frame = make_frame(n=3000, positive_rate=0.1, seed=7)
     schema = infer_schema(
         frame, DataParams(source="x", target="label", positive_label=1), 10, 3.0, 10
@@ -43,6 +44,7 @@ def trained():
         hidden_units=[32, 16],
         dropout=0.0,
         early_stopping_patience=5,
+        categorical_encoding=request.param,
     )
     result = train(train_frame, val, schema, cfg, seed=1)
     features = result.transform.transform
@@ -56,6 +58,7 @@ def trained():
 
 
 def test_every_variant_converts_loads_and_scores(trained):
+    _, keras = tensorflow()
     model, x_train, y_train, x_test, test = trained
     labels = test["label"].to_numpy()
     report, built = quantize(model, x_train, y_train, x_test, labels, 0.5, CFG, seed=0)
@@ -80,8 +83,12 @@ def test_every_variant_converts_loads_and_scores(trained):
         assert sizes["duplicated_constant_bytes"] == 0 and sizes["structure_bytes"] > 0, name
     constants = [row for row in size_breakdown(built["int8"])["tensors"] if row["data_bytes"]]
     weights = [row["dtype"] for row in constants if len(row["shape"]) == 2]
-    biases = [row["dtype"] for row in constants if len(row["shape"]) == 1]
-    assert weights == ["INT8"] * 3 and biases == ["INT32"] * 3
+    biases = [
+        row["dtype"] for row in constants if len(row["shape"]) == 1 and "BiasAdd" in row["tensor"]
+    ]
+    tables = sum(isinstance(layer, keras.layers.Embedding) for layer in model.layers)
+    # Embedding tables (one per categorical feature) are int8 constants too.
+    assert weights == ["INT8"] * (3 + tables) and biases == ["INT32"] * 3
     assert report["variants"]["int8"]["size_ratio"] == pytest.approx(
         report["float_tflite"]["bytes"] / len(built["int8"])
     )

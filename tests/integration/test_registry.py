@@ -73,16 +73,19 @@ class Scenario:
 
     def use_model(self, change: str) -> None:
         """The trained model, or a copy with a known defect, as data/models/float's model."""
-        from pipelines.tf_runtime import load_keras_model
+        from pipelines.tf_runtime import load_keras_model, tensorflow
 
+        _, keras = tensorflow()
         model = load_keras_model(self.original)
+        # By type, not position: with embeddings, slicing layers come before the first Dense.
+        dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
         rng = np.random.default_rng(0)
         if change == "noisy":
-            kernel, bias = model.layers[1].get_weights()
-            model.layers[1].set_weights([kernel * rng.normal(1, 1.5, kernel.shape), bias])
+            kernel, bias = dense[0].get_weights()
+            dense[0].set_weights([kernel * rng.normal(1, 0.5, kernel.shape), bias])
         elif change == "inverted":
-            kernel, bias = model.layers[-1].get_weights()
-            model.layers[-1].set_weights([-kernel, -bias])
+            kernel, bias = dense[-1].get_weights()
+            dense[-1].set_weights([-kernel, -bias])
         model.save(self.repo.root / KERAS)
 
     def client(self):

@@ -113,3 +113,51 @@ def test_model_knobs_mixed_precision_l2_and_focal_loss():
     assert {layer.compute_dtype for layer in plain.layers[1:]} == {"float32"}
     assert not plain.losses
     assert isinstance(plain.loss, keras.losses.BinaryCrossentropy)
+
+
+def test_embedding_model_trains_saves_loads_and_converts(tmp_path):
+    from pipelines.tf_runtime import load_keras_model
+
+    _, keras = tensorflow()
+    cfg = TrainParams(
+        strategy="default",
+        epochs=1,
+        batch_size=16,
+        learning_rate=0.01,
+        hidden_units=[8],
+        dropout=0.1,
+        early_stopping_patience=1,
+        categorical_encoding="embedding",
+    )
+    levels = [4, 101]  # two code columns after three numeric ones
+    rng = np.random.default_rng(0)
+    rows = np.column_stack(
+        [rng.normal(size=(64, 3)), rng.integers(0, 4, 64), rng.integers(0, 101, 64)]
+    ).astype("float32")
+    rows[:2, 3:] = [3, 100]  # the unknown slot, the last code, is a valid row of each table
+    labels = (rows[:, 3] == 1).astype("float32")
+    model = build_model(5, cfg, levels=levels)
+    tables = [layer for layer in model.layers if isinstance(layer, keras.layers.Embedding)]
+    assert [(t.input_dim, t.output_dim) for t in tables] == [(4, 3), (101, 16)]
+    before = model.predict(rows, verbose=0)
+    model.fit(rows, labels, batch_size=16, epochs=2, verbose=0)
+    scores = model.predict(rows, verbose=0)
+    assert scores.shape == (64, 1) and np.isfinite(scores).all()
+    assert not np.allclose(scores, before)  # it learned something
+    # Codes are rounded, not truncated: a code quantization moved a little is still itself.
+    np.testing.assert_allclose(
+        model.predict(rows + np.r_[0, 0, 0, 0.3, -0.3].astype("float32"), verbose=0)[:, 0],
+        model.predict(rows + np.r_[0, 0, 0, 0, 0].astype("float32"), verbose=0)[:, 0],
+        atol=1e-6,
+    )
+    model.save(tmp_path / "model.keras")
+    loaded = load_keras_model(tmp_path / "model.keras")  # safe mode, no custom objects
+    np.testing.assert_allclose(loaded.predict(rows, verbose=0), scores, atol=1e-6)
+
+    mixed = build_model(5, cfg, policy="mixed_float16", levels=levels)
+    mixed.set_weights(model.get_weights())
+    assert mixed.output.dtype == "float32"
+    exported = float32_copy(mixed, 5, cfg, levels)  # the same architecture, all float32
+    assert {layer.compute_dtype for layer in exported.layers[1:]} == {"float32"}
+    np.testing.assert_allclose(exported.predict(rows, verbose=0), scores, atol=1e-6)
+    assert convert(exported, "dynamic_range")

@@ -1,3 +1,5 @@
+from dataclasses import asdict
+
 import numpy as np
 import pandas as pd
 
@@ -49,3 +51,58 @@ def test_text_in_a_numeric_column_is_named(frame, schema):
     transform = FeatureTransform.fit(frame, schema)
     with pytest.raises(PipelineError, match="column 'amount': expected numbers, got \\['12,5'\\]"):
         transform.transform(frame.head(3).assign(amount=["1.5", "12,5", None]))
+
+
+def test_embedding_encoding_emits_one_code_column_per_categorical(frame, schema, tmp_path):
+    transform = FeatureTransform.fit(frame, schema, "embedding")
+    vocabulary = transform.categorical["color"]
+    assert vocabulary == ["blue", "green", "red"]
+    assert transform.width == len(transform.numeric) + 1
+    assert transform.levels == [len(vocabulary) + 1]
+    matrix = transform.transform(frame)
+    assert matrix.shape == (len(frame), transform.width) and matrix.dtype == np.float32
+    # Numeric columns come first and match one_hot's exactly.
+    one_hot = FeatureTransform.fit(frame, schema)
+    n = len(transform.numeric)
+    assert np.array_equal(matrix[:, :n], one_hot.transform(frame)[:, :n])
+    codes = matrix[:, n]
+    assert np.array_equal(codes, frame["color"].map(vocabulary.index).to_numpy("float32"))
+    path = tmp_path / "t.json"
+    transform.save(path)
+    assert FeatureTransform.load(path) == transform
+
+
+def test_unknown_and_missing_categories_take_the_last_code(frame, schema):
+    transform = FeatureTransform.fit(frame, schema, "embedding")
+    raw = pd.DataFrame(
+        {
+            "amount": [1.0] * 4,
+            "age": [30] * 4,
+            "color": ["red", "mauve", None, UNKNOWN_CATEGORY],
+        }
+    )
+    codes = transform.transform(raw)[:, -1]
+    unknown = len(transform.categorical["color"])
+    assert codes.tolist() == [transform.categorical["color"].index("red"), *[unknown] * 3]
+
+
+def test_a_transform_saved_before_encodings_existed_loads_as_one_hot(frame, schema, tmp_path):
+    import json
+
+    transform = FeatureTransform.fit(frame, schema)
+    saved = asdict(transform)
+    del saved["encoding"]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(saved))
+    loaded = FeatureTransform.load(path)
+    assert loaded.encoding == "one_hot" and loaded == transform
+    assert np.array_equal(loaded.transform(frame), transform.transform(frame))
+
+
+def test_an_unknown_encoding_is_an_error(frame, schema):
+    import pytest
+
+    from pipelines.errors import PipelineError
+
+    with pytest.raises(PipelineError, match="unknown categorical encoding 'ordinal'"):
+        FeatureTransform.fit(frame, schema, "ordinal")

@@ -11,6 +11,7 @@ from pipelines.errors import PipelineError
 from pipelines.train import (
     claim_backup,
     dtype_policy,
+    embedding_dim,
     fingerprint,
     fits_in_cache,
     parse_tf_config,
@@ -130,3 +131,28 @@ def test_a_backup_without_fingerprint_is_discarded(tmp_path):
     (tmp_path / "chief").mkdir()
     (tmp_path / "chief" / "checkpoint").write_text("from an older version")
     assert claim_backup(tmp_path, "a") is False
+
+
+@pytest.mark.parametrize(
+    ("levels", "setting", "dim"),
+    [
+        (2, "auto", 2),  # a boolean plus the unknown slot: round(1.6 * 2^0.56) = 2
+        (4, "auto", 3),  # three colours plus unknown
+        (10, "auto", 6),
+        (50, "auto", 14),
+        (100, "auto", 16),  # round(21.2), capped at 16
+        (10_000, "auto", 16),
+        (4, 8, 8),  # an explicit width is used as given
+        (100, 32, 32),
+    ],
+)
+def test_embedding_dim_follows_fastais_rule(levels, setting, dim):
+    assert embedding_dim(levels, setting) == dim
+
+
+def test_embedding_params_are_validated():
+    assert cfg().categorical_encoding == "one_hot"  # by-hand params keep the old meaning
+    assert cfg(categorical_encoding="embedding", embedding_dim=4).embedding_dim == 4
+    for bad in ({"embedding_dim": 0}, {"embedding_dim": "wide"}, {"categorical_encoding": "x"}):
+        with pytest.raises(ValueError):
+            cfg(**bad)
