@@ -136,7 +136,7 @@ def reproduce_stage(
     if sync:
         commands.append(["push", stage])
     # One process runs the task's DVC commands in turn: each `dvc` start-up costs about a
-    # second, a tenth of the orchestration overhead on the tiny configuration.
+    # second on a 2-core worker, paid once per task instead of up to three times.
     _run(
         [sys.executable, "-m", "pipelines.orchestration", "dvc", json.dumps(commands)],
         stage,
