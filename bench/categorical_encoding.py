@@ -22,12 +22,11 @@ from sklearn.metrics import average_precision_score, roc_auc_score  # noqa: E402
 
 from bench.common import default_params, simulated  # noqa: E402
 from pipelines.augment import augment  # noqa: E402
+from pipelines.features import ENCODINGS  # noqa: E402
 from pipelines.rebalance import rebalance  # noqa: E402
 from pipelines.split import split  # noqa: E402
 from pipelines.tf_runtime import predict_proba  # noqa: E402
 from pipelines.train import train  # noqa: E402
-
-ENCODINGS = ("one_hot", "embedding")
 
 
 def main() -> None:

@@ -125,6 +125,11 @@ class AugmentParams(Section):
     exclude: list[str] = Field(description="Features never perturbed")
 
 
+# How categorical features enter the model (pipelines.features); one definition for the
+# params model, the saved feature transform and the bench.
+CategoricalEncoding = Literal["one_hot", "embedding"]
+
+
 class TrainParams(Section):
     # The controls added after the first version have defaults that reproduce the behaviour
     # before they existed (plain BCE, no L2, fixed LR, ...), so code and tests that build a
@@ -152,7 +157,7 @@ class TrainParams(Section):
         1024, ge=0, description="cache the input pipeline in memory when under this size"
     )
     profile_batch: int = Field(0, ge=0, description="TensorBoard profiles this batch; 0: off")
-    categorical_encoding: Literal["embedding", "one_hot"] = Field(
+    categorical_encoding: CategoricalEncoding = Field(
         "one_hot",
         description="categorical features: a learned Embedding per feature inside the model, "
         "or one-hot columns",

@@ -21,16 +21,17 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import get_args
 
 import numpy as np
 import pandas as pd
 
+from pipelines.config import CategoricalEncoding
 from pipelines.errors import PipelineError
 from pipelines.io import write_text_atomic
 from pipelines.schema import UNKNOWN_CATEGORY, Schema, category_text
 
-ENCODINGS = ("one_hot", "embedding")
+ENCODINGS = get_args(CategoricalEncoding)
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class FeatureTransform:
     means: list[float]
     stds: list[float]
     categorical: dict[str, list[str]]
-    encoding: Literal["one_hot", "embedding"] = "one_hot"
+    encoding: CategoricalEncoding = "one_hot"
 
     def __post_init__(self) -> None:
         if self.encoding not in ENCODINGS:
@@ -52,7 +53,7 @@ class FeatureTransform:
         cls,
         frame: pd.DataFrame,
         schema: Schema,
-        encoding: Literal["one_hot", "embedding"] = "one_hot",
+        encoding: CategoricalEncoding = "one_hot",
     ) -> FeatureTransform:
         numeric = schema.numeric
         lower = [_or(schema.columns[name].min, -np.inf) for name in numeric]
