@@ -13,11 +13,14 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from pipelines.errors import PipelineError
+
+# pandas is imported where it is used: the Airflow tasks import this module through
+# pipelines.orchestration and would otherwise pay about 0.3 s for it in every task process.
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @contextlib.contextmanager
@@ -76,12 +79,16 @@ def write_csv_atomic(frame: pd.DataFrame, target: Path) -> None:
 def read_parquet(path: Path) -> pd.DataFrame:
     if not Path(path).exists():
         raise PipelineError(f"{path}: missing; run the upstream stage first (dvc repro)")
+    import pandas as pd
+
     return pd.read_parquet(path)
 
 
 def read_csv(path: Path) -> pd.DataFrame:
     if not Path(path).exists():
         raise PipelineError(f"{path}: missing; run the upstream stage first (dvc repro)")
+    import pandas as pd
+
     return pd.read_csv(path)
 
 

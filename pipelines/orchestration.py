@@ -93,6 +93,9 @@ def stage_environment(dag_id: str, run_id: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PIPELINE_RUN_ID"] = f"airflow:{dag_id}/{run_id}"
+    # DVC's stdout is a pipe to the task: unbuffered, its lines ("Running stage ...") reach
+    # the task log as they happen instead of all at once when the task ends.
+    env["PYTHONUNBUFFERED"] = "1"
     mlflow = _connection(MLFLOW_CONNECTION)
     if mlflow is not None:
         env["MLFLOW_TRACKING_URI"] = _http_url(mlflow)

@@ -180,3 +180,4 @@ def test_stage_environment_without_connections_keeps_the_workers_settings(monkey
     env = orchestration.stage_environment("retrain", "manual__1")
     assert env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
     assert env["PATH"].split(os.pathsep)[0] == os.path.dirname(sys.executable)
+    assert env["PYTHONUNBUFFERED"] == "1"  # the task log follows DVC's progress live
