@@ -198,8 +198,13 @@ def build_suites(schema: Schema):
     return critical, row_level
 
 
-def run_expectations(frame: pd.DataFrame, schema: Schema, docs_dir: Path) -> list[str]:
-    """Run both suites in one checkpoint, build Data Docs into ``docs_dir``; return critical failures."""
+def run_expectations(
+    frame: pd.DataFrame, schema: Schema, docs_dir: Path, codes: Codes | None = None
+) -> list[str]:
+    """Run both suites in one checkpoint, build Data Docs into ``docs_dir``; return critical failures.
+
+    ``codes`` is ``text_codes(frame)`` when the caller has it already.
+    """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -239,14 +244,20 @@ def run_expectations(frame: pd.DataFrame, schema: Schema, docs_dir: Path) -> lis
             result_format={"result_format": "SUMMARY", "return_unexpected_index_query": False},
         )
     )
-    labelled = frame.copy()
+    labelled = frame.copy(deep=False)  # copy-on-write: replacing columns leaves the input as it is
     if schema.target in labelled.columns:
-        labelled[schema.target] = canonical_labels(labelled[schema.target])
-    # Great Expectations' pandas engine filters the whole frame for every expectation; text as
-    # categories makes those filters take integer codes, which halves its time on 1M rows.
-    for name in labelled.columns:
-        if pd.api.types.is_string_dtype(labelled[name]) or labelled[name].dtype == object:
-            labelled[name] = labelled[name].astype("category")
+        labelled[schema.target] = canonical_labels(labelled[schema.target]).astype("category")
+    # Great Expectations' pandas engine copies the whole frame, filtered, for every metric of
+    # an expectation on a column with nulls; text as categories makes those copies take
+    # integer codes instead of strings (1M rows x 30 columns: 64 ms a copy instead of 183 ms).
+    # The categories come from the codes the cleaning uses too: the text is hashed once and
+    # never sorted.
+    codes = text_codes(frame) if codes is None else codes
+    for name, (column_codes, distinct) in codes.items():
+        if name != schema.target and (
+            pd.api.types.is_string_dtype(frame[name]) or frame[name].dtype == object
+        ):
+            labelled[name] = pd.Categorical.from_codes(column_codes, categories=distinct)
     result = checkpoint.run(batch_parameters={"dataframe": labelled})
     failures = []
     for validation in result.run_results.values():
@@ -430,15 +441,16 @@ def validate(
     """
     salt = salt or pii_salt(schema, cfg.pii_policy)
     frame = pseudonymize(raw, schema, salt)
+    codes = text_codes(frame)
     problems = column_problems(frame, schema)
-    problems += run_expectations(frame, schema, docs_dir)
+    problems += run_expectations(frame, schema, docs_dir, codes)
     if problems:
         raise PipelineError(
             f"{paths.RAW_SNAPSHOT} failed {len(problems)} critical check(s): " + "; ".join(problems)
         )
     if prior is not None:
         prior = pseudonymize(prior, schema, salt)
-    cleaned = clean_rows(frame, schema, cfg, prior)
+    cleaned = clean_rows(frame, schema, cfg, prior, codes)
     positives = int(cleaned.clean[schema.target].sum())
     negatives = len(cleaned.clean) - positives
     if min(positives, negatives) < 2:
