@@ -414,7 +414,7 @@ def clean_rows(
     labels, distinct = codes_of(schema.target)
     positive = np.array([canonical_label(v) == schema.positive_label for v in distinct] + [False])
     columns[schema.target] = positive[labels[kept]].astype("int64")
-    clean = pd.DataFrame(columns)
+    clean = pd.DataFrame(columns, copy=False)  # the arrays are new: no second copy
     quarantine = frame[rejected].copy()
     quarantine[REASON] = pd.Series(reasons[rejected], index=quarantine.index, dtype="str")
     return Cleaned(
