@@ -236,7 +236,9 @@ def run_expectations(
         gx.Checkpoint(
             name="validate",
             validation_definitions=definitions,
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+            # Only our site: by default the action also renders every page again into the
+            # ephemeral context's own site, a temporary folder that is never removed.
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["local"])],
             # Unless told not to, GX computes for every column-map expectation a query string
             # listing all its unexpected row indices (one more filtered copy of the whole frame
             # each, and a string of ~1M indices for the positive-share check), then leaves it
