@@ -1,8 +1,9 @@
 """Train-stage throughput against a bare ``model.fit``, side by side in one run.
 
 Same data (the simulator's default days, cleaned and split as the pipeline does, the training
-split transformed by the stage's FeatureTransform), same model (``build_model`` from
-params.yaml), per-replica batch, epochs and seed. Throughput is training rows x epochs / the
+split transformed by the stage's FeatureTransform with ``train.categorical_encoding``), same
+model (``build_model`` from params.yaml, embeddings included when the encoding is
+``embedding``), per-replica batch, epochs and seed. Throughput is training rows x epochs / the
 seconds of ``fit()``, validation included, which is how the stage reports
 ``samples_per_second``:
 
@@ -48,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from bench.common import default_params, simulated  # noqa: E402
-from pipelines.config import Params  # noqa: E402
+from pipelines.config import Params, TrainParams  # noqa: E402
 from pipelines.features import FeatureTransform  # noqa: E402
 from pipelines.split import split  # noqa: E402
 from pipelines.tf_runtime import tensorflow  # noqa: E402
@@ -62,6 +63,16 @@ def bench_inputs(params: Params, epochs: int):
         update={"strategy": "default", "epochs": epochs, "early_stopping_patience": epochs}
     )
     return train_frame, val, schema, cfg
+
+
+def stage_model(transform: FeatureTransform, cfg: TrainParams):
+    """The model train() builds on one CPU device: the transform's encoding decides the input.
+
+    With ``embedding`` the last columns are codes that the model embeds; building it without
+    ``levels`` would train a plain MLP on them, a different (and cheaper) model.
+    """
+    levels = transform.levels if transform.encoding == "embedding" else []
+    return build_model(transform.width, cfg, levels=levels)
 
 
 def stage_run(params: Params, inputs, **changes) -> dict:
@@ -82,11 +93,11 @@ def stage_run(params: Params, inputs, **changes) -> dict:
 def bare_run(params: Params, inputs) -> dict:
     tf, keras = tensorflow()
     train_frame, val, schema, cfg = inputs
-    transform = FeatureTransform.fit(train_frame, schema)
+    transform = FeatureTransform.fit(train_frame, schema, cfg.categorical_encoding)
     x, y = transform.transform(train_frame), train_frame[schema.target].to_numpy("float32")
     xv, yv = transform.transform(val), val[schema.target].to_numpy("float32")
     keras.utils.set_random_seed(params.seed)
-    model = build_model(transform.width, cfg)
+    model = stage_model(transform, cfg)
     dataset = (
         tf.data.Dataset.from_tensor_slices((x, y))
         .shuffle(len(x), seed=params.seed)
@@ -105,12 +116,12 @@ def input_wait(params: Params, inputs, repeats: int) -> dict:
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
     train_frame, _, schema, cfg = inputs
-    transform = FeatureTransform.fit(train_frame, schema)
+    transform = FeatureTransform.fit(train_frame, schema, cfg.categorical_encoding)
     x, y = transform.transform(train_frame), train_frame[schema.target].to_numpy()
     dataset = make_dataset(x, y, cfg.batch_size, params.seed, shuffle=True, cache=True)
     steps = int(np.ceil(len(x) / cfg.batch_size))
     keras.utils.set_random_seed(params.seed)
-    model = build_model(transform.width, cfg)
+    model = stage_model(transform, cfg)
     model.fit(dataset, epochs=1, verbose=0)  # fill the cache, trace, warm up
 
     def iterate() -> float:
