@@ -154,7 +154,10 @@ class TrainParams(Section):
         "auto", description="auto: mixed_float16 when a GPU is visible, float32 otherwise"
     )
     cache_max_mb: int = Field(
-        1024, ge=0, description="cache the input pipeline in memory when under this size"
+        1024,
+        ge=0,
+        description="cache the validation batches in memory when the validation arrays fit "
+        "in this size",
     )
     profile_batch: int = Field(0, ge=0, description="TensorBoard profiles this batch; 0: off")
     categorical_encoding: CategoricalEncoding = Field(

@@ -240,33 +240,64 @@ def float32_copy(model, width: int, cfg: TrainParams, levels: Sequence[int] = ()
 
 
 def fits_in_cache(nbytes: int, cache_max_mb: int) -> bool:
-    """Whether train + val arrays fit the cache budget: the cache is a second in-memory copy."""
+    """Whether the validation arrays fit the cache budget: the cache is a second copy of them."""
     return nbytes <= cache_max_mb * 2**20
 
 
-def make_dataset(
-    features: np.ndarray,
-    labels: np.ndarray,
-    global_batch: int,
-    seed: int,
-    shuffle: bool,
-    cache: bool = False,
-):
-    """Seeded shuffle, batch, prefetch; ``cache`` keeps the elements in memory after epoch 1.
+def steps_per_epoch(rows: int, global_batch: int) -> int:
+    """Batches in one pass over ``rows`` rows, the last one partial."""
+    return -(-rows // global_batch)
 
-    The cache sits before the shuffle, so every epoch still sees a fresh order. From arrays
-    already in memory it saves nothing measurable (about 0.5 ms per batch of 64 rows x 27
-    features with or without it); it pays once elements come from a file reader or a map step.
+
+def training_stream(features: np.ndarray, labels: np.ndarray, global_batch: int, seed: int):
+    """Endless training batches; each run of ``steps_per_epoch`` of them is one epoch.
+
+    Every epoch is one seeded permutation of all rows (each row once, a fresh order each
+    epoch, the same orders for the same seed), cut into batches that are each gathered from
+    the arrays in memory with one indexing op. fit() is given ``steps_per_epoch`` and keeps
+    one iterator for the whole training, so the prefetch has the next epoch's first batches
+    ready while validation runs. A finite dataset makes Keras start a new iterator every
+    epoch, and with tf.data's element-wise ``shuffle(len(features))`` each start refilled the
+    buffer row by row before the first batch could come out: a wait inside the first train
+    step of every epoch (bench/train_speed.py).
     """
     tf, _ = tensorflow()
+    rows = len(features)
+    full = rows // global_batch
+    features, labels = tf.constant(features), tf.constant(labels.astype("float32"))
+
+    def permutation(draw):
+        key = tf.stack([draw, tf.constant(seed, tf.int64)])
+        return tf.random.experimental.stateless_shuffle(tf.range(rows, dtype=tf.int64), key)
+
+    def batches_of(order):
+        cut = full * global_batch
+        batches = tf.data.Dataset.from_tensor_slices(tf.reshape(order[:cut], (full, -1)))
+        if rows % global_batch:
+            batches = batches.concatenate(tf.data.Dataset.from_tensors(order[cut:]))
+        return batches
+
+    dataset = (
+        tf.data.Dataset.random(seed=seed)  # one draw per epoch, the same draws for the same seed
+        .map(permutation)
+        .flat_map(batches_of)
+        .map(lambda picked: (tf.gather(features, picked), tf.gather(labels, picked)))
+    )
+    return _prefetched(tf, dataset)
+
+
+def evaluation_dataset(features: np.ndarray, labels: np.ndarray, global_batch: int, cache: bool):
+    """Batches in row order; ``cache`` keeps them after the first pass instead of re-slicing."""
+    tf, _ = tensorflow()
     dataset = tf.data.Dataset.from_tensor_slices((features, labels.astype("float32")))
-    if cache:
-        dataset = dataset.cache()
-    if shuffle:
-        dataset = dataset.shuffle(len(features), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(global_batch)
+    return _prefetched(tf, dataset.cache() if cache else dataset)
+
+
+def _prefetched(tf, dataset):
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return dataset.batch(global_batch).prefetch(tf.data.AUTOTUNE).with_options(options)
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
 def fingerprint(cfg: TrainParams, seed: int, class_weight: dict | None, *arrays: np.ndarray) -> str:
@@ -361,10 +392,10 @@ def train(
     with strategy.scope():
         model = build_model(transform.width, cfg, policy, steps, levels)
     nbytes = sum(a.nbytes for a in (x_train, y_train, x_val, y_val))
-    cache = fits_in_cache(nbytes, cfg.cache_max_mb)
+    cache = fits_in_cache(x_val.nbytes + y_val.nbytes, cfg.cache_max_mb)
     log.info(
         "training on %d rows x %d features, %s with %d replica(s), global batch %d, %s, "
-        "%d step(s) per execution, input %.1f MB %s",
+        "%d step(s) per execution, input %.1f MB, validation batches %s",
         len(x_train),
         transform.width,
         strategy_name,
@@ -410,8 +441,9 @@ def train(
 
     started = time.perf_counter()
     fit = model.fit(
-        make_dataset(x_train, y_train, global_batch, seed, shuffle=True, cache=cache),
-        validation_data=make_dataset(x_val, y_val, global_batch, seed, shuffle=False, cache=cache),
+        training_stream(x_train, y_train, global_batch, seed),
+        steps_per_epoch=steps_per_epoch(len(x_train), global_batch),
+        validation_data=evaluation_dataset(x_val, y_val, global_batch, cache),
         epochs=cfg.epochs,
         callbacks=callbacks,
         class_weight={int(k): v for k, v in class_weight.items()} if class_weight else None,

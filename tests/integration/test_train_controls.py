@@ -14,7 +14,7 @@ from pipelines import paths
 from pipelines.config import TrainParams
 from pipelines.quantize import convert
 from pipelines.tf_runtime import tensorflow
-from pipelines.train import build_model, float32_copy
+from pipelines.train import build_model, float32_copy, steps_per_epoch, training_stream
 from tests.integration.conftest import train_repo
 
 pytestmark = pytest.mark.integration
@@ -161,3 +161,22 @@ def test_embedding_model_trains_saves_loads_and_converts(tmp_path):
     assert {layer.compute_dtype for layer in exported.layers[1:]} == {"float32"}
     np.testing.assert_allclose(exported.predict(rows, verbose=0), scores, atol=1e-6)
     assert convert(exported, "dynamic_range")
+
+
+def test_the_training_stream_gives_every_row_once_per_epoch_in_a_fresh_seeded_order():
+    features, labels = np.arange(10, dtype="float32")[:, None], np.arange(10) % 2
+    steps = steps_per_epoch(len(features), 4)
+
+    def epochs(seed: int, count: int = 3) -> list[list[int]]:
+        stream = training_stream(features, labels, 4, seed).take(steps * count)
+        batches = list(stream.as_numpy_iterator())
+        assert [len(x) for x, _ in batches] == [4, 4, 2] * count
+        assert all((x[:, 0] % 2 == y).all() for x, y in batches)  # labels stay with their rows
+        rows = [x[:, 0].astype(int).tolist() for x, _ in batches]
+        return [sum(rows[i * steps : (i + 1) * steps], []) for i in range(count)]
+
+    orders = epochs(42)
+    assert all(sorted(order) == list(range(10)) for order in orders)
+    assert len({tuple(order) for order in orders}) == len(orders)
+    assert orders == epochs(42)
+    assert orders != epochs(43)

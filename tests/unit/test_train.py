@@ -16,6 +16,7 @@ from pipelines.train import (
     fits_in_cache,
     parse_tf_config,
     safe_steps_per_execution,
+    steps_per_epoch,
 )
 
 CLUSTER = {"worker": ["127.0.0.1:1111", "127.0.0.1:2222"]}
@@ -104,6 +105,11 @@ def test_cache_budget():
     assert fits_in_cache(2**20, 1)
     assert not fits_in_cache(2**20 + 1, 1)
     assert not fits_in_cache(1, 0)  # 0 never caches
+
+
+@pytest.mark.parametrize(("rows", "batch", "steps"), [(10, 4, 3), (8, 4, 2), (1, 64, 1)])
+def test_an_epoch_is_every_batch_the_last_one_partial(rows, batch, steps):
+    assert steps_per_epoch(rows, batch) == steps
 
 
 def test_fingerprint_changes_with_params_seed_weights_and_data():
