@@ -4,19 +4,23 @@ Prints, for every variant against the unquantized float32 TFLite model: size rat
 latency ratio and batch-256 throughput ratio (LiteRT interpreter, one thread), plus PR-AUC drop
 against the float Keras model, and checks the issue's goals: int8 at least 3.5x smaller than
 float TFLite, the chosen variant's PR-AUC drop at most 0.01, and its batch-1 latency no worse
-than float TFLite (with that ratio's spread over 8 repeated measurements).
+than float TFLite (with that ratio's spread over --repeats measurements, 8 by default).
 
 Then it accounts for every byte of each file (tensor data, quantization parameters, metadata,
 graph structure; per tensor for float32 and int8), derives the largest size ratio int8 can
 reach for this model, and measures what the converter settings the pipeline does not use would
 change (cumulatively): no conversion metadata, per-tensor Dense weights, int8 input/output,
-and names stripped.
+and names stripped. For a model with embeddings (``train.categorical_encoding: embedding``) it
+also prints, for each variant with an int8 input quantization, the input range that one scale
+for all columns represents, the categorical codes it clips, and how far the test rows holding
+them move against the float model.
 
-    python bench/quantize_variants.py
+    python bench/quantize_variants.py [--repeats 8]
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from pathlib import Path
@@ -43,7 +47,6 @@ from pipelines.schema import load_schema, schema_path  # noqa: E402
 from pipelines.tf_runtime import load_keras_model, predict_proba, tensorflow  # noqa: E402
 
 GOAL_RATIO = 3.5
-REPEATS = 8
 
 
 def print_goals(report: dict) -> None:
@@ -83,18 +86,20 @@ def print_goals(report: dict) -> None:
         )
 
 
-def print_latency_spread(chosen: bytes, float_tflite: bytes, x_test: np.ndarray) -> None:
-    """The chosen/float32 batch-1 ratio over REPEATS fresh measurements: on a shared machine
-    one measurement can land either side of 1.0x."""
+def print_latency_spread(
+    chosen: bytes, float_tflite: bytes, x_test: np.ndarray, repeats: int
+) -> None:
+    """The chosen/float32 batch-1 ratio over ``repeats`` fresh measurements: on a shared
+    machine one measurement can land either side of 1.0x."""
     chosen_scorer, float_scorer = TFLiteScorer(chosen), TFLiteScorer(float_tflite)
     ratios = [
         measure_speed(chosen_scorer, x_test)["latency_batch1_ms"]
         / measure_speed(float_scorer, x_test)["latency_batch1_ms"]
-        for _ in range(REPEATS)
+        for _ in range(repeats)
     ]
     low, middle, high = np.percentile(ratios, [0, 50, 100])
     print(
-        f"chosen/float32 batch-1 latency over {REPEATS} repeats: "
+        f"chosen/float32 batch-1 latency over {repeats} repeats: "
         f"min {low:.2f}x, median {middle:.2f}x, max {high:.2f}x"
     )
 
@@ -133,7 +138,13 @@ def print_bound(float32: dict, int8: dict) -> None:
     file_f, data_f = float32["file_bytes"], float32["tensor_data_bytes"]
     file_i, data_i = int8["file_bytes"], int8["tensor_data_bytes"]
     other_f, other_i = file_f - data_f, file_i - data_i
-    biases = sum(row["data_bytes"] for row in int8["tensors"] if row["dtype"] == "INT32")
+    # Biases are the int32 constants with a scale; the other int32 constants (slice bounds,
+    # shapes: the embedding model's column slicing) are the same bytes as in float32.
+    biases = sum(
+        row["data_bytes"]
+        for row in int8["tensors"]
+        if row["dtype"] == "INT32" and row["quantization_bytes"]
+    )
     budget = file_f / GOAL_RATIO - data_i
     print(f"\nint8 against float32 TFLite: {file_f / file_i:.2f}x")
     print(
@@ -150,8 +161,9 @@ def print_bound(float32: dict, int8: dict) -> None:
         f" = {budget:.0f} bytes besides its tensor data"
     )
     # The int8 graph has every tensor and operator of the float32 one, plus the quantize and
-    # dequantize at its float interface and a scale and zero point per quantized tensor, so it
-    # cannot need fewer non-data bytes than the float32 graph does.
+    # dequantize at its float interface (and, with embeddings, a dequantize before each code's
+    # cast to int32) and a scale and zero point per quantized tensor, so it cannot need fewer
+    # non-data bytes than the float32 graph does.
     print(
         f"  bound: with no more non-data bytes than float32 ({other_f}), int8 would be at most "
         f"{file_f / (data_i + other_f):.2f}x smaller"
@@ -206,7 +218,63 @@ def print_what_if(model, sample: np.ndarray, x_test, labels, threshold: float, r
     )
 
 
+def input_range(tflite_model: bytes) -> tuple[float, float] | None:
+    """The float range the model's int8 input quantization can represent (None: no int8 input).
+
+    A float-interface int8 model starts with a QUANTIZE of its input to one per-tensor scale
+    and zero point; every column of the input, categorical codes included, is clipped to it.
+    """
+    utils = flatbuffer_utils()
+    graph = utils.convert_bytearray_to_object(bytearray(tflite_model)).subgraphs[0]
+    for operator in graph.operators:
+        if graph.inputs[0] not in operator.inputs:
+            continue
+        tensor = graph.tensors[operator.outputs[0]]
+        params = tensor.quantization
+        if utils.type_to_name(tensor.type) == "INT8" and params is not None and params.scale:
+            scale, zero = float(params.scale[0]), int(params.zeroPoint[0])
+            return (-128 - zero) * scale, (127 - zero) * scale
+    return None
+
+
+def print_code_clipping(
+    built: dict[str, bytes],
+    float_scores: np.ndarray,
+    x_test: np.ndarray,
+    transform: FeatureTransform,
+) -> None:
+    """Embedding model: the categorical codes each int8-input variant cannot represent, and how
+    far the test rows holding them move against the float model."""
+    first = x_test.shape[1] - len(transform.categorical)
+    codes = x_test[:, first:]
+    print("\ncategorical codes through the int8 input quantization (one scale for all columns):")
+    for name, tflite in built.items():
+        represented = input_range(tflite)
+        if represented is None:
+            continue
+        low, high = represented
+        print(f"  {name}: input range [{low:.2f}, {high:.2f}]")
+        for column, levels in zip(transform.categorical, transform.levels, strict=True):
+            lost = [code for code in range(levels) if code > high + 0.5]
+            clipped_codes = f"{lost}, read as {int(high + 0.5)}" if lost else "none"
+            print(f"    {column} (codes 0-{levels - 1}): clipped {clipped_codes}")
+        clipped = (codes > high + 0.5).any(axis=1)
+        diff = np.abs(TFLiteScorer(tflite).predict(x_test) - float_scores)
+        print(
+            f"    max |probability diff|: {diff[~clipped].max():.3f} on the {int((~clipped).sum())}"
+            f" test rows with no clipped code, {diff[clipped].max() if clipped.any() else 0:.3f}"
+            f" on the {int(clipped.sum())} with one"
+        )
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=8, help="chosen/float32 batch-1 latency measurements"
+    )
+    args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     params = default_params()
     schema = load_schema(schema_path(params.data))
@@ -229,7 +297,7 @@ def main() -> None:
     print_goals(report)
     float_tflite = convert(model, "float32")
     if report["serving_artifact"] != "float":
-        print_latency_spread(built[report["serving_artifact"]], float_tflite, x_test)
+        print_latency_spread(built[report["serving_artifact"]], float_tflite, x_test, args.repeats)
     breakdowns = {"float32": size_breakdown(float_tflite)}
     breakdowns |= {name: size_breakdown(tflite) for name, tflite in built.items()}
     print_breakdown(breakdowns)
@@ -237,6 +305,9 @@ def main() -> None:
         print_bound(breakdowns["float32"], breakdowns["int8"])
         sample = representative_sample(x_train, params.quantize.representative_rows, params.seed)
         print_what_if(model, sample, x_test, labels, threshold, len(float_tflite))
+    if transform.encoding == "embedding" and transform.categorical:
+        float_scores = predict_proba(model, x_test)
+        print_code_clipping(built, float_scores, x_test, transform)
 
 
 if __name__ == "__main__":
