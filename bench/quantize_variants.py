@@ -293,6 +293,7 @@ def main() -> None:
         threshold,
         params.quantize,
         params.seed,
+        transform.code_columns,
     )
     print_goals(report)
     float_tflite = convert(model, "float32")
@@ -303,7 +304,9 @@ def main() -> None:
     print_breakdown(breakdowns)
     if "int8" in breakdowns:
         print_bound(breakdowns["float32"], breakdowns["int8"])
-        sample = representative_sample(x_train, params.quantize.representative_rows, params.seed)
+        sample = representative_sample(
+            x_train, params.quantize.representative_rows, params.seed, transform.code_columns
+        )
         print_what_if(model, sample, x_test, labels, threshold, len(float_tflite))
     if transform.encoding == "embedding" and transform.categorical:
         float_scores = predict_proba(model, x_test)

@@ -81,6 +81,14 @@ class FeatureTransform:
         """Codes per categorical feature, the unknown slot included (embedding input sizes)."""
         return [len(vocabulary) + 1 for vocabulary in self.categorical.values()]
 
+    @property
+    def code_columns(self) -> dict[int, int]:
+        """Matrix column -> highest code, for the embedding encoding's code columns."""
+        if self.encoding != "embedding":
+            return {}
+        first = len(self.numeric)
+        return {first + i: levels - 1 for i, levels in enumerate(self.levels)}
+
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         missing = [c for c in [*self.numeric, *self.categorical] if c not in frame.columns]
         if missing:

@@ -79,10 +79,25 @@ def convert(
     return converter.convert()
 
 
-def representative_sample(features: np.ndarray, rows: int, seed: int) -> np.ndarray:
-    """The int8 calibration rows: a seeded sample of the training features."""
+def representative_sample(
+    features: np.ndarray, rows: int, seed: int, code_columns: dict[int, int] | None = None
+) -> np.ndarray:
+    """The int8 calibration rows: a seeded sample of the training features.
+
+    With ``code_columns`` (matrix column -> highest code, the embedding encoding's), two rows
+    are added: the first sampled row with every code at 0 and at its highest code. The model
+    has one float input, which int8 quantizes with one range, the range calibration saw; a
+    rare code (the unknown slot above all) missing from the sample would otherwise be clipped
+    to a lower code and looked up in the wrong embedding row.
+    """
     rng = np.random.default_rng(seed)
-    return features[rng.permutation(len(features))[:rows]]
+    sample = features[rng.permutation(len(features))[:rows]]
+    if not code_columns or not len(sample):
+        return sample
+    lowest, highest = sample[:1].copy(), sample[:1].copy()
+    for column, code in code_columns.items():
+        lowest[0, column], highest[0, column] = 0, code
+    return np.vstack([sample, lowest, highest])
 
 
 def quantization_aware(
@@ -285,13 +300,17 @@ def quantize(
     threshold: float,
     cfg: QuantizeParams,
     seed: int,
+    code_columns: dict[int, int] | None = None,
 ) -> tuple[dict, dict[str, bytes]]:
-    """Build, score and gate every variant; return the report and each variant's bytes."""
+    """Build, score and gate every variant; return the report and each variant's bytes.
+
+    ``code_columns`` is ``FeatureTransform.code_columns``: int8 calibration covers every code.
+    """
     float_scores = predict_proba(model, test_features)
     reference = quality(test_labels, float_scores, threshold) | measure_speed(
         lambda rows: model(rows, training=False), test_features
     )
-    sample = representative_sample(train_features, cfg.representative_rows, seed)
+    sample = representative_sample(train_features, cfg.representative_rows, seed, code_columns)
     float_tflite = convert(model, "float32")
     reference_tflite = {"bytes": len(float_tflite)} | measure_speed(
         TFLiteScorer(float_tflite), test_features
@@ -380,6 +399,7 @@ def main() -> None:
         float(read_json(paths.EVALUATE_METRICS)["threshold"]),
         cfg,
         params.seed,
+        transform.code_columns,
     )
     report["float"]["bytes"] = paths.KERAS_MODEL.stat().st_size
     serving = report["serving_artifact"]

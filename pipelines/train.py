@@ -160,28 +160,53 @@ def build_model(
 
     With ``levels`` (the transform's ``embedding`` encoding), the last ``len(levels)``
     columns hold integer codes: each is cut out, looked up in its own
-    ``Embedding(levels[i], dim)`` and flattened, then concatenated with the numeric columns
-    before the Dense stack. Only stock tf-keras layers (Reshape, Cropping1D, Rescaling,
-    Embedding, Flatten, Concatenate), so the saved model loads in safe mode without custom
+    ``Embedding(levels[i], dim)`` and flattened. The first Dense layer then takes the numeric
+    columns and the embeddings through two kernels whose outputs are added (the same function
+    as one Dense over their concatenation): a concatenation of the numeric input columns with
+    the embeddings would force full-integer int8 to give them one scale, which also becomes the
+    input's, set by the standardised numbers, so higher codes were clipped to a lower one.
+    Only stock tf-keras layers (Reshape, Cropping1D, Rescaling, Embedding, Flatten,
+    Concatenate, Add, Activation), so the saved model loads in safe mode without custom
     objects, and the TFLite converters see plain slices and gathers.
     """
     _, keras = tensorflow()
     regularizer = keras.regularizers.L2(cfg.l2) if cfg.l2 else None
     inputs = keras.Input(shape=(width,), name="features")
-    hidden = inputs
+    parts = [inputs]
     if levels:
-        hidden = _embedded(keras, inputs, width, list(levels), cfg.embedding_dim, policy)
+        parts = _embedded(keras, inputs, width, list(levels), cfg.embedding_dim, policy)
+
+    def dense(units: int, activation: str, dtype: str, name: str | None):
+        """A Dense layer over ``parts``: one kernel per part, outputs added."""
+        if len(parts) == 1:
+            return keras.layers.Dense(
+                units, activation=activation, kernel_regularizer=regularizer, dtype=dtype, name=name
+            )(parts[0])
+        prefix = name or "dense_in"
+        summed = keras.layers.Add(dtype=dtype, name=f"{prefix}_sum")(
+            [
+                keras.layers.Dense(
+                    units,
+                    use_bias=i == 0,
+                    kernel_regularizer=regularizer,
+                    dtype=dtype,
+                    name=f"{prefix}_{part_name}",
+                )(part)
+                for i, (part, part_name) in enumerate(
+                    zip(parts, ("numeric", "embedded"), strict=True)
+                )
+            ]
+        )
+        return keras.layers.Activation(activation, dtype=dtype, name=name)(summed)
+
     for units in cfg.hidden_units:
-        hidden = keras.layers.Dense(
-            units, activation="relu", kernel_regularizer=regularizer, dtype=policy
-        )(hidden)
+        hidden = dense(units, "relu", policy, None)
         if cfg.dropout:
             hidden = keras.layers.Dropout(cfg.dropout, dtype=policy)(hidden)
+        parts = [hidden]
     # float32 output under mixed precision too: float16 keeps ~3 significant digits, so
     # probabilities near 0 or 1 would round to exactly 0 or 1 and destabilise the loss.
-    outputs = keras.layers.Dense(
-        1, activation="sigmoid", kernel_regularizer=regularizer, dtype="float32", name="probability"
-    )(hidden)
+    outputs = dense(1, "sigmoid", "float32", "probability")
     model = keras.Model(inputs, outputs)
     optimizer = keras.optimizers.Adam(cfg.learning_rate)
     if policy == "mixed_float16":
@@ -201,13 +226,13 @@ def build_model(
     return model
 
 
-def _embedded(keras, inputs, width: int, levels: list[int], dim_setting, policy: str):
-    """Numeric columns followed by one flattened embedding per code column."""
+def _embedded(keras, inputs, width: int, levels: list[int], dim_setting, policy: str) -> list:
+    """[the numeric columns, the code columns' embeddings concatenated], or the one present."""
     numeric = width - len(levels)
     if numeric < 0:
         raise PipelineError(f"{len(levels)} code columns do not fit in {width} input columns")
     columns = keras.layers.Reshape((width, 1), name="columns")(inputs)
-    parts = []
+    parts, embedded = [], []
     if numeric:
         block = keras.layers.Cropping1D((0, len(levels)), name="numeric_columns")(columns)
         parts.append(keras.layers.Flatten(name="numeric")(block))
@@ -221,10 +246,10 @@ def _embedded(keras, inputs, width: int, levels: list[int], dim_setting, policy:
         vectors = keras.layers.Embedding(
             count, embedding_dim(count, dim_setting), dtype=policy, name=f"embedding_{i}"
         )(code)
-        parts.append(keras.layers.Flatten(name=f"embedded_{i}")(vectors))
-    if len(parts) == 1:
-        return parts[0]
-    return keras.layers.Concatenate(name="embedded_features", dtype=policy)(parts)
+        embedded.append(keras.layers.Flatten(name=f"embedded_{i}")(vectors))
+    if len(embedded) > 1:
+        embedded = [keras.layers.Concatenate(name="embedded_features", dtype=policy)(embedded)]
+    return parts + embedded
 
 
 def float32_copy(model, width: int, cfg: TrainParams, levels: Sequence[int] = ()):

@@ -5,7 +5,15 @@ import pytest
 from ai_edge_litert import interpreter as litert
 
 from pipelines.config import DataParams, QuantizeParams, SplitParams, TrainParams
-from pipelines.quantize import TFLiteScorer, convert, gate, quality, quantize, size_breakdown
+from pipelines.quantize import (
+    TFLiteScorer,
+    convert,
+    gate,
+    quality,
+    quantize,
+    representative_sample,
+    size_breakdown,
+)
 from pipelines.schema import infer_schema
 from pipelines.split import split
 from pipelines.tf_runtime import tensorflow
@@ -54,14 +62,17 @@ def trained(request):
         train_frame["label"].to_numpy(),
         features(test),
         test,
+        result.transform.code_columns,
     )
 
 
 def test_every_variant_converts_loads_and_scores(trained):
     _, keras = tensorflow()
-    model, x_train, y_train, x_test, test = trained
+    model, x_train, y_train, x_test, test, code_columns = trained
     labels = test["label"].to_numpy()
-    report, built = quantize(model, x_train, y_train, x_test, labels, 0.5, CFG, seed=0)
+    report, built = quantize(
+        model, x_train, y_train, x_test, labels, 0.5, CFG, seed=0, code_columns=code_columns
+    )
     assert set(built) == set(CFG.variants)
     # Variants run (and are timed) in LiteRT, not TensorFlow's deprecated tf.lite.Interpreter.
     assert report["interpreter"].startswith("ai-edge-litert ")
@@ -87,8 +98,9 @@ def test_every_variant_converts_loads_and_scores(trained):
         row["dtype"] for row in constants if len(row["shape"]) == 1 and "BiasAdd" in row["tensor"]
     ]
     tables = sum(isinstance(layer, keras.layers.Embedding) for layer in model.layers)
-    # Embedding tables (one per categorical feature) are int8 constants too.
-    assert weights == ["INT8"] * (3 + tables) and biases == ["INT32"] * 3
+    # Embedding tables (one per categorical feature) are int8 constants too, and so are both
+    # kernels of the first Dense layer (numeric columns, embeddings) of an embedding model.
+    assert weights == ["INT8"] * (3 + bool(tables) + tables) and biases == ["INT32"] * 3
     assert report["variants"]["int8"]["size_ratio"] == pytest.approx(
         report["float_tflite"]["bytes"] / len(built["int8"])
     )
@@ -96,7 +108,7 @@ def test_every_variant_converts_loads_and_scores(trained):
 
 
 def test_the_gate_rejects_a_deliberately_degraded_variant(trained):
-    model, _, _, x_test, test = trained
+    model, _, _, x_test, test, _ = trained
     labels = test["label"].to_numpy()
     reference = quality(labels, model.predict(x_test, verbose=0).reshape(-1), 0.5)
     degraded = model.__class__.from_config(model.get_config())
@@ -115,3 +127,36 @@ def test_the_gate_rejects_a_deliberately_degraded_variant(trained):
     }
     assert gate(variants, reference, CFG) == "float"
     assert variants["dynamic_range"]["eligible"] is False
+
+
+def test_int8_input_range_holds_every_categorical_code():
+    """int8 quantizes the one input with one range: it must reach the highest code (the
+    unknown slot, which no training row holds), not stop where the standardised numbers do."""
+    from pipelines.train import build_model
+
+    rng = np.random.default_rng(0)
+    levels = 31  # codes 0-29 seen in training, 30 the unknown slot
+    x_train = np.column_stack(
+        [rng.normal(size=(500, 3)), rng.integers(0, levels - 1, size=(500, 1))]
+    ).astype("float32")
+    cfg = TrainParams(
+        strategy="default",
+        epochs=1,
+        batch_size=64,
+        learning_rate=0.003,
+        hidden_units=[8],
+        dropout=0.0,
+        early_stopping_patience=1,
+        categorical_encoding="embedding",
+    )
+    model = build_model(4, cfg, levels=[levels])
+    code_columns = {3: levels - 1}
+    sample = representative_sample(x_train, 200, seed=0, code_columns=code_columns)
+    details = TFLiteScorer(convert(model, "int8", sample)).interpreter.get_tensor_details()
+    quantized_input = next(
+        d for d in details if d["dtype"] == np.int8 and tuple(d["shape"]) == (1, 4)
+    )
+    scale, zero_point = quantized_input["quantization"]
+    # Codes are rounded (+0.5, then truncated) inside the model: within 0.5 reads right.
+    assert (127 - zero_point) * scale > levels - 1 - 0.5
+    assert (-128 - zero_point) * scale < 0.5
