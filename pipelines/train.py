@@ -176,37 +176,14 @@ def build_model(
     if levels:
         parts = _embedded(keras, inputs, width, list(levels), cfg.embedding_dim, policy)
 
-    def dense(units: int, activation: str, dtype: str, name: str | None):
-        """A Dense layer over ``parts``: one kernel per part, outputs added."""
-        if len(parts) == 1:
-            return keras.layers.Dense(
-                units, activation=activation, kernel_regularizer=regularizer, dtype=dtype, name=name
-            )(parts[0])
-        prefix = name or "dense_in"
-        summed = keras.layers.Add(dtype=dtype, name=f"{prefix}_sum")(
-            [
-                keras.layers.Dense(
-                    units,
-                    use_bias=i == 0,
-                    kernel_regularizer=regularizer,
-                    dtype=dtype,
-                    name=f"{prefix}_{part_name}",
-                )(part)
-                for i, (part, part_name) in enumerate(
-                    zip(parts, ("numeric", "embedded"), strict=True)
-                )
-            ]
-        )
-        return keras.layers.Activation(activation, dtype=dtype, name=name)(summed)
-
     for units in cfg.hidden_units:
-        hidden = dense(units, "relu", policy, None)
+        hidden = _dense(keras, parts, units, "relu", regularizer, policy, None)
         if cfg.dropout:
             hidden = keras.layers.Dropout(cfg.dropout, dtype=policy)(hidden)
         parts = [hidden]
     # float32 output under mixed precision too: float16 keeps ~3 significant digits, so
     # probabilities near 0 or 1 would round to exactly 0 or 1 and destabilise the loss.
-    outputs = dense(1, "sigmoid", "float32", "probability")
+    outputs = _dense(keras, parts, 1, "sigmoid", regularizer, "float32", "probability")
     model = keras.Model(inputs, outputs)
     optimizer = keras.optimizers.Adam(cfg.learning_rate)
     if policy == "mixed_float16":
@@ -224,6 +201,28 @@ def build_model(
         steps_per_execution=steps_per_execution,
     )
     return model
+
+
+def _dense(keras, parts: list, units: int, activation: str, regularizer, dtype: str, name):
+    """A Dense layer over ``parts`` (one tensor, or [numeric, embedded]): one kernel per
+    part, their outputs added, then one bias and the activation."""
+    if len(parts) == 1:
+        return keras.layers.Dense(
+            units, activation=activation, kernel_regularizer=regularizer, dtype=dtype, name=name
+        )(parts[0])
+    prefix = name or "dense_in"
+    kernels = [
+        keras.layers.Dense(
+            units,
+            use_bias=part_name == "numeric",
+            kernel_regularizer=regularizer,
+            dtype=dtype,
+            name=f"{prefix}_{part_name}",
+        )(part)
+        for part, part_name in zip(parts, ("numeric", "embedded"), strict=True)
+    ]
+    summed = keras.layers.Add(dtype=dtype, name=f"{prefix}_sum")(kernels)
+    return keras.layers.Activation(activation, dtype=dtype, name=name)(summed)
 
 
 def _embedded(keras, inputs, width: int, levels: list[int], dim_setting, policy: str) -> list:
