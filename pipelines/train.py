@@ -277,17 +277,19 @@ def training_stream(features: np.ndarray, labels: np.ndarray, global_batch: int,
     """Endless training batches; each run of ``steps_per_epoch`` of them is one epoch.
 
     Every epoch is one seeded permutation of all rows (each row once, a fresh order each
-    epoch, the same orders for the same seed), cut into batches that are each gathered from
-    the arrays in memory with one indexing op. fit() is given ``steps_per_epoch`` and keeps
-    one iterator for the whole training, so the prefetch has the next epoch's first batches
-    ready while validation runs. A finite dataset makes Keras start a new iterator every
-    epoch, and with tf.data's element-wise ``shuffle(len(features))`` each start refilled the
-    buffer row by row before the first batch could come out: a wait inside the first train
-    step of every epoch (bench/train_speed.py).
+    epoch, the same orders for the same seed). The epoch's rows are gathered in that order
+    with one op, and its batches are then plain slices of the result. fit() is given
+    ``steps_per_epoch`` and keeps one iterator for the whole training, so the prefetch has
+    the next epoch's first batches ready while validation runs. A finite dataset makes Keras
+    start a new iterator every epoch, and with tf.data's element-wise
+    ``shuffle(len(features))`` each start refilled the buffer row by row before the first
+    batch could come out; gathering each batch with its own op costs the train step more
+    than slicing one gathered epoch (bench/train_speed.py).
     """
     tf, _ = tensorflow()
     rows = len(features)
     full = rows // global_batch
+    cut = full * global_batch
     features, labels = tf.constant(features), tf.constant(labels.astype("float32"))
 
     def permutation(draw):
@@ -295,17 +297,22 @@ def training_stream(features: np.ndarray, labels: np.ndarray, global_batch: int,
         return tf.random.experimental.stateless_shuffle(tf.range(rows, dtype=tf.int64), key)
 
     def batches_of(order):
-        cut = full * global_batch
-        batches = tf.data.Dataset.from_tensor_slices(tf.reshape(order[:cut], (full, -1)))
+        shuffled_features, shuffled_labels = tf.gather(features, order), tf.gather(labels, order)
+        batches = tf.data.Dataset.from_tensor_slices(
+            (
+                tf.reshape(shuffled_features[:cut], (full, global_batch, -1)),
+                tf.reshape(shuffled_labels[:cut], (full, global_batch)),
+            )
+        )
         if rows % global_batch:
-            batches = batches.concatenate(tf.data.Dataset.from_tensors(order[cut:]))
+            rest = (shuffled_features[cut:], shuffled_labels[cut:])
+            batches = batches.concatenate(tf.data.Dataset.from_tensors(rest))
         return batches
 
     dataset = (
         tf.data.Dataset.random(seed=seed)  # one draw per epoch, the same draws for the same seed
         .map(permutation)
         .flat_map(batches_of)
-        .map(lambda picked: (tf.gather(features, picked), tf.gather(labels, picked)))
     )
     return _prefetched(tf, dataset)
 
