@@ -15,7 +15,17 @@ also prints, for each variant with an int8 input quantization, the input range t
 for all columns represents, the categorical codes it clips, and how far the test rows holding
 them move against the float model.
 
+With ``--widths`` it measures only how the int8/float32 size ratio grows with the model's
+width: for each ``hidden_units`` given (e.g. ``--widths 64,32 256,128``), the stage's model
+(``build_model`` with the default train params, the stage's FeatureTransform input and
+embeddings) is converted to float32 and int8 TFLite, int8 calibrated on the stage's
+representative rows. The models are not trained: a file's size depends on the tensors' shapes
+and types, not on the weight values, with one exception: the converter drops an all-zero bias,
+which every fresh Dense layer has, so the weights are set to seeded random values first. At
+the default width this gives the trained model's float32 and int8 sizes to the byte.
+
     python bench/quantize_variants.py [--repeats 8]
+    python bench/quantize_variants.py --widths 64,32 256,128 1024,512
 """
 
 from __future__ import annotations
@@ -45,6 +55,7 @@ from pipelines.quantize import (  # noqa: E402
 )
 from pipelines.schema import load_schema, schema_path  # noqa: E402
 from pipelines.tf_runtime import load_keras_model, predict_proba, tensorflow  # noqa: E402
+from pipelines.train import build_model  # noqa: E402
 
 GOAL_RATIO = 3.5
 
@@ -267,6 +278,42 @@ def print_code_clipping(
         )
 
 
+def print_widths(widths: list[list[int]], params, transform: FeatureTransform, sample) -> None:
+    """The int8/float32 TFLite size ratio of the stage's model at each ``hidden_units``."""
+    _, keras = tensorflow()
+    levels = transform.levels if transform.encoding == "embedding" else []
+    rng = np.random.default_rng(params.seed)
+    print(
+        "\nint8 against float32 TFLite by model width (untrained, seeded random weights: "
+        "size depends on shapes and types, not weight values)"
+    )
+    print(
+        f"{'hidden units':>14s} {'parameters':>10s} {'float32':>9s} {'int8':>9s} "
+        f"{'smaller':>8s} {'data share':>10s}"
+    )
+    for units in widths:
+        cfg = params.train.model_copy(update={"hidden_units": units})
+        # Layer names, and so tensor names and the file's bytes, are the stage's ("dense",
+        # not "dense_7") only in a fresh Keras session.
+        keras.backend.clear_session()
+        model = build_model(transform.width, cfg, levels=levels)
+        model.set_weights(
+            [rng.normal(0, 0.1, w.shape).astype(w.dtype) for w in model.get_weights()]
+        )
+        float32 = size_breakdown(convert(model, "float32"))
+        int8 = convert(model, "int8", sample)
+        print(
+            f"{','.join(map(str, units)):>14s} {model.count_params():>10d} "
+            f"{float32['file_bytes']:>9d} {len(int8):>9d} "
+            f"{float32['file_bytes'] / len(int8):>7.3f}x "
+            f"{float32['tensor_data_bytes'] / float32['file_bytes']:>10.1%}"
+        )
+
+
+def widths_arg(text: str) -> list[int]:
+    return [int(units) for units in text.split(",")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -274,12 +321,29 @@ def main() -> None:
     parser.add_argument(
         "--repeats", type=int, default=8, help="chosen/float32 batch-1 latency measurements"
     )
+    parser.add_argument(
+        "--widths",
+        type=widths_arg,
+        nargs="+",
+        metavar="UNITS",
+        help="only the int8/float32 size ratio at these hidden_units, e.g. 64,32 256,128",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     params = default_params()
-    schema = load_schema(schema_path(params.data))
     transform = FeatureTransform.load(paths.FEATURE_TRANSFORM)
-    train, test = read_parquet(paths.AUGMENTED_TRAIN), read_parquet(paths.SPLIT_TEST)
+    train = read_parquet(paths.AUGMENTED_TRAIN)
+    if args.widths:
+        sample = representative_sample(
+            transform.transform(train),
+            params.quantize.representative_rows,
+            params.seed,
+            transform.code_columns,
+        )
+        print_widths(args.widths, params, transform, sample)
+        return
+    schema = load_schema(schema_path(params.data))
+    test = read_parquet(paths.SPLIT_TEST)
     model = load_keras_model(paths.KERAS_MODEL)
     x_train, x_test = transform.transform(train), transform.transform(test)
     labels = test[schema.target].to_numpy()
