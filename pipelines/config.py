@@ -205,6 +205,9 @@ class QuantizeParams(Section):
     parity_tolerance: float = Field(
         gt=0, le=1, description="largest |TFLite - float| probability on test allowed"
     )
+    max_latency_ratio: float = Field(
+        gt=0, description="largest batch-1 latency against the float32 TFLite model"
+    )
     serving_policy: Literal["smallest", "fastest"] = Field(
         description="which eligible variant is served: smallest file or lowest batch-1 latency"
     )

@@ -16,8 +16,9 @@ ROC-AUC and recall at the threshold evaluate chose on validation, against the fl
 file size, batch-1 latency and batch-256 throughput (single-threaded interpreter). An
 unquantized float32 TFLite conversion is measured too, as the size and speed reference. A
 variant is eligible only if its PR-AUC drop is at most ``max_pr_auc_drop``, its recall drop at
-most ``max_recall_drop`` and no test probability moves more than ``parity_tolerance``. The
-eligible variant that ``serving_policy`` prefers (smallest file, or lowest measured batch-1
+most ``max_recall_drop``, no test probability moves more than ``parity_tolerance``, and its
+batch-1 latency is at most ``max_latency_ratio`` times the float32 TFLite model's (measured in
+alternating windows, so that machine load hits both alike). The eligible variant that ``serving_policy`` prefers (smallest file, or lowest measured batch-1
 latency) becomes ``model.tflite``; with none eligible the float model stays the serving one.
 """
 
@@ -51,6 +52,10 @@ THROUGHPUT_BATCHES = 20
 # preemption on a shared machine dominated it (batch-1 ratios between two variants ranged from
 # 0.9x to 5.7x over 8 repeats; 1.0x to 1.2x with windows).
 TIMING_WINDOWS = 10
+# A variant's batch-1 latency against the float32 TFLite model's: the two alternate in short
+# windows, so that load on a shared machine hits both alike, and the median window ratio counts.
+RATIO_WINDOWS = 40
+RATIO_WINDOW_CALLS = 50
 
 
 def convert(
@@ -266,6 +271,34 @@ def _seconds_per_call(call: Callable[[np.ndarray], object], inputs: list[np.ndar
     return float(np.median(times))
 
 
+def latency_ratio(
+    candidate: Callable[[np.ndarray], object],
+    reference: Callable[[np.ndarray], object],
+    features: np.ndarray,
+) -> float:
+    """Batch-1 latency of ``candidate`` over ``reference``'s, from alternating timing windows."""
+    one = features[:1]
+    candidate(one)
+    reference(one)
+
+    def window(call: Callable[[np.ndarray], object]) -> float:
+        started = time.perf_counter()
+        for _ in range(RATIO_WINDOW_CALLS):
+            call(one)
+        return time.perf_counter() - started
+
+    ratios = []
+    for index in range(RATIO_WINDOWS):
+        if index % 2:  # neither side always runs first
+            reference_seconds = window(reference)
+            candidate_seconds = window(candidate)
+        else:
+            candidate_seconds = window(candidate)
+            reference_seconds = window(reference)
+        ratios.append(candidate_seconds / reference_seconds)
+    return float(np.median(ratios))
+
+
 def quality(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
     return {
         "pr_auc": float(metrics.average_precision_score(labels, scores)),
@@ -283,6 +316,7 @@ def gate(variants: dict[str, dict], reference: dict[str, float], cfg: QuantizePa
             entry["pr_auc_drop"] <= cfg.max_pr_auc_drop
             and entry["recall_drop"] <= cfg.max_recall_drop
             and entry["max_abs_diff"] <= cfg.parity_tolerance
+            and entry["latency_ratio"] <= cfg.max_latency_ratio
         )
     eligible = [name for name, entry in variants.items() if entry["eligible"]]
     if not eligible:
@@ -312,9 +346,8 @@ def quantize(
     )
     sample = representative_sample(train_features, cfg.representative_rows, seed, code_columns)
     float_tflite = convert(model, "float32")
-    reference_tflite = {"bytes": len(float_tflite)} | measure_speed(
-        TFLiteScorer(float_tflite), test_features
-    )
+    reference_scorer = TFLiteScorer(float_tflite)
+    reference_tflite = {"bytes": len(float_tflite)} | measure_speed(reference_scorer, test_features)
     built, variants = {}, {}
     for variant in cfg.variants:
         started = time.perf_counter()
@@ -329,6 +362,7 @@ def quantize(
             | quality(test_labels, scores, threshold)
             | {"max_abs_diff": float(np.abs(scores - float_scores).max())}
             | measure_speed(scorer, test_features)
+            | {"latency_ratio": latency_ratio(scorer, reference_scorer, test_features)}
             | {"build_seconds": time.perf_counter() - started}
         )
         log.info(
@@ -364,6 +398,7 @@ def comparison_table(report: dict) -> pd.DataFrame:
         "recall_drop",
         "max_abs_diff",
         "latency_batch1_ms",
+        "latency_ratio",
         "throughput_batch256_rows_s",
         "eligible",
     ]

@@ -29,7 +29,9 @@ def test_full_repro_registers_a_champion(pipeline_repo):
     for variant in quantize["variants"].values():
         assert variant["bytes"] > 0 and variant["latency_batch1_ms"] > 0
         assert variant["eligible"] == (
-            variant["pr_auc_drop"] <= 0.01 and variant["recall_drop"] <= 0.02
+            variant["pr_auc_drop"] <= 0.01
+            and variant["recall_drop"] <= 0.02
+            and variant["latency_ratio"] <= repo.params()["quantize"]["max_latency_ratio"]
         )
     assert quantize["serving_artifact"] in {"float", *quantize["variants"]}
     register = json.loads((repo.root / "data/metrics/register.json").read_text())

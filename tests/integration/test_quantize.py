@@ -27,6 +27,7 @@ CFG = QuantizeParams(
     max_pr_auc_drop=0.01,
     max_recall_drop=0.02,
     parity_tolerance=0.1,
+    max_latency_ratio=1.05,
     serving_policy="smallest",
     representative_rows=200,
     qat_epochs=1,
@@ -84,6 +85,7 @@ def test_every_variant_converts_loads_and_scores(trained):
         assert report["variants"][name]["pr_auc"] == pytest.approx(
             quality(labels, scores, 0.5)["pr_auc"]
         )
+        assert report["variants"][name]["latency_ratio"] > 0, name
     assert report["variants"]["float16"]["max_abs_diff"] < 0.01
     # Every byte is accounted for, no constant is stored twice, and full-integer int8 holds
     # every layer's weights as int8 (biases int32, as TFLite's int8 kernels require).
@@ -120,6 +122,7 @@ def test_the_gate_rejects_a_deliberately_degraded_variant(trained):
         "dynamic_range": quality(labels, scores, 0.5)
         | {
             "bytes": len(tflite),
+            "latency_ratio": 1.0,  # as fast as the float32 TFLite model: only accuracy fails
             "max_abs_diff": float(
                 np.abs(scores - model.predict(x_test, verbose=0).reshape(-1)).max()
             ),

@@ -212,7 +212,7 @@ def test_segment_column_must_be_categorical(schema):
     assert pick_segment_column(schema, None) is None
 
 
-def test_quantization_gate_serves_the_smallest_variant_within_both_tolerances():
+def test_quantization_gate_serves_the_smallest_variant_within_every_tolerance():
     from pipelines.config import QuantizeParams
     from pipelines.quantize import gate
 
@@ -221,6 +221,7 @@ def test_quantization_gate_serves_the_smallest_variant_within_both_tolerances():
         max_pr_auc_drop=0.01,
         max_recall_drop=0.02,
         parity_tolerance=0.1,
+        max_latency_ratio=1.0,
         serving_policy="smallest",
         representative_rows=10,
         qat_epochs=1,
@@ -228,13 +229,14 @@ def test_quantization_gate_serves_the_smallest_variant_within_both_tolerances():
     )
     reference = {"pr_auc": 0.50, "recall": 0.60}
 
-    def variant(size, pr_auc, recall, latency, diff=0.01):
+    def variant(size, pr_auc, recall, latency, diff=0.01, slower=0.9):
         return {
             "bytes": size,
             "pr_auc": pr_auc,
             "recall": recall,
             "latency_batch1_ms": latency,
             "max_abs_diff": diff,
+            "latency_ratio": slower,
         }
 
     variants = {
@@ -248,6 +250,28 @@ def test_quantization_gate_serves_the_smallest_variant_within_both_tolerances():
     fastest = cfg.model_copy(update={"serving_policy": "fastest"})
     assert gate(variants, reference, fastest) == "float16"
     assert gate({"int8": variants["int8"]}, reference, cfg) == "float"
+    # The smallest accurate variant, but slower than the float32 TFLite model at batch 1.
+    variants["tiny"] = variant(400, 0.50, 0.60, latency=0.03, slower=1.03)
+    assert gate(variants, reference, cfg) == "dynamic_range"
+    assert variants["tiny"]["eligible"] is False
+    tolerant = cfg.model_copy(update={"max_latency_ratio": 1.05})
+    assert gate(variants, reference, tolerant) == "tiny"
+
+
+def test_latency_ratio_tells_a_slower_call_from_a_faster_one():
+    from pipelines.quantize import latency_ratio
+
+    rows = np.zeros((4, 3), dtype="float32")
+
+    def fast(features):
+        return sum(range(200))
+
+    def slow(features):
+        return sum(range(2000))
+
+    assert latency_ratio(slow, fast, rows) > 2
+    assert latency_ratio(fast, slow, rows) < 0.5
+    assert 0.5 < latency_ratio(fast, fast, rows) < 2
 
 
 def test_git_commit_outside_a_checkout_comes_from_the_image_build(tmp_path, monkeypatch):
