@@ -159,7 +159,9 @@ class TrainParams(Section):
         description="cache the validation batches in memory when the validation arrays fit "
         "in this size",
     )
-    profile_batch: int = Field(0, ge=0, description="TensorBoard profiles this batch; 0: off")
+    profile_batch: int = Field(
+        0, ge=0, description="TensorBoard profiles this call of steps_per_execution batches; 0: off"
+    )
     categorical_encoding: CategoricalEncoding = Field(
         "one_hot",
         description="categorical features: a learned Embedding per feature inside the model, "
