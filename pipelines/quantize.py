@@ -18,8 +18,9 @@ unquantized float32 TFLite conversion is measured too, as the size and speed ref
 variant is eligible only if its PR-AUC drop is at most ``max_pr_auc_drop``, its recall drop at
 most ``max_recall_drop``, no test probability moves more than ``parity_tolerance``, and its
 batch-1 latency is at most ``max_latency_ratio`` times the float32 TFLite model's (measured in
-alternating windows, so that machine load hits both alike). The eligible variant that ``serving_policy`` prefers (smallest file, or lowest measured batch-1
-latency) becomes ``model.tflite``; with none eligible the float model stays the serving one.
+alternating windows, so that machine load hits both alike). The eligible variant that
+``serving_policy`` prefers (smallest file, or lowest measured batch-1 latency) becomes
+``model.tflite``; with none eligible the float model stays the serving one.
 """
 
 from __future__ import annotations
