@@ -66,6 +66,12 @@ def build_model(
     # probabilities near 0 or 1 would round to exactly 0 or 1 and destabilise the loss.
     outputs = _dense(keras, parts, 1, "sigmoid", regularizer, "float32", "probability")
     model = keras.Model(inputs, outputs)
+    _compile(keras, model, cfg, policy, steps_per_execution)
+    return model
+
+
+def _compile(keras, model, cfg: TrainParams, policy: str, steps_per_execution: int) -> None:
+    """Adam, the configured loss, and the PR-AUC/ROC-AUC metrics that training watches."""
     optimizer = keras.optimizers.Adam(cfg.learning_rate)
     if policy == "mixed_float16":
         # Keras only adds loss scaling itself when the global policy is mixed; ours is per layer.
@@ -81,7 +87,6 @@ def build_model(
         metrics=[keras.metrics.AUC(curve="PR", name="pr_auc"), keras.metrics.AUC(name="roc_auc")],
         steps_per_execution=steps_per_execution,
     )
-    return model
 
 
 def _dense(keras, parts: list, units: int, activation: str, regularizer, dtype: str, name):
