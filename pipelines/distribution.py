@@ -68,6 +68,13 @@ def select_strategy(name: str):
     return tf.distribute.MirroredStrategy(devices=[d.name for d in devices])
 
 
+def strategy_name(strategy) -> str:
+    """The public class name of ``strategy``, for logs and the train report."""
+    # tf.distribute.MultiWorkerMirroredStrategy's class is CollectiveAllReduceStrategy.
+    name = type(strategy).__name__
+    return {"CollectiveAllReduceStrategy": "MultiWorkerMirroredStrategy"}.get(name, name)
+
+
 def replica_device_types(strategy) -> set[str]:
     """Device types ("CPU", "GPU", ...) that hold this worker's replicas."""
     tf, _ = tensorflow()

@@ -32,6 +32,7 @@ from pipelines.distribution import (
     replica_device_types,
     safe_steps_per_execution,
     select_strategy,
+    strategy_name,
 )
 from pipelines.features import FeatureTransform
 from pipelines.io import atomic_dir, read_json, read_parquet, write_csv_atomic, write_json_atomic
@@ -50,6 +51,35 @@ class TrainResult:
     history: pd.DataFrame
     report: dict
     chief: bool = True  # False on the non-chief workers of a multi_worker run: they write nothing
+
+
+@dataclass(frozen=True)
+class Placement:
+    """How one training runs on its strategy: replicas, batch, steps per call, dtype policy."""
+
+    strategy: str
+    replicas: int
+    global_batch: int
+    steps_per_execution: int
+    policy: str
+
+
+def placement(strategy, cfg: TrainParams) -> Placement:
+    """The global batch, a safe steps-per-execution and the dtype policy under ``strategy``."""
+    tf, _ = tensorflow()
+    name = strategy_name(strategy)
+    replicas = strategy.num_replicas_in_sync
+    steps = safe_steps_per_execution(cfg.steps_per_execution, replicas)
+    if steps != cfg.steps_per_execution:
+        log.warning(
+            "train.steps_per_execution %d is not safe under %s on %d %s replicas: using 1",
+            cfg.steps_per_execution,
+            name,
+            replicas,
+            "/".join(sorted(replica_device_types(strategy))),
+        )
+    policy = dtype_policy(cfg.mixed_precision, len(tf.config.list_logical_devices("GPU")))
+    return Placement(name, replicas, cfg.batch_size * replicas, steps, policy)
 
 
 def fingerprint(cfg: TrainParams, seed: int, class_weight: dict | None, *arrays: np.ndarray) -> str:
@@ -98,6 +128,111 @@ def epoch_logger(epochs: int):
     return keras.callbacks.LambdaCallback(on_epoch_begin=on_epoch_begin, on_epoch_end=log_epoch)
 
 
+def log_start(run: Placement, rows: int, width: int, nbytes: int, cache: bool) -> None:
+    """One line on what is about to train, and how."""
+    log.info(
+        "training on %d rows x %d features, %s with %d replica(s), global batch %d, %s, "
+        "%d step(s) per execution, input %.1f MB, validation batches %s",
+        rows,
+        width,
+        run.strategy,
+        run.replicas,
+        run.global_batch,
+        run.policy,
+        run.steps_per_execution,
+        nbytes / 2**20,
+        "cached" if cache else "not cached",
+    )
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed Python, NumPy and TensorFlow; with ``deterministic``, make TF ops deterministic too."""
+    tf, keras = tensorflow()
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        # Process-wide and one-way (TF has no public switch back); a stage is one process.
+        tf.config.experimental.enable_op_determinism()
+
+
+def callbacks(
+    cfg: TrainParams, backup_dir: Path | None, tensorboard_dir: Path | None, fresh_logs: bool
+) -> list:
+    """Early stopping, the LR schedule, the backup, TensorBoard and the epoch log, in that order.
+
+    ``fresh_logs`` clears ``tensorboard_dir`` first: a fresh training starts fresh curves, a
+    resumed one adds to them.
+    """
+    _, keras = tensorflow()
+    watch = {"monitor": "val_pr_auc", "mode": "max"}
+    chosen = [
+        keras.callbacks.EarlyStopping(
+            **watch, patience=cfg.early_stopping_patience, restore_best_weights=True
+        )
+    ]
+    if cfg.reduce_lr_patience:
+        chosen.append(
+            keras.callbacks.ReduceLROnPlateau(
+                **watch, patience=cfg.reduce_lr_patience, factor=cfg.reduce_lr_factor
+            )
+        )
+    if backup_dir is not None:
+        # Before the epoch logger: when "epoch N" is logged, epoch N's backup is on disk.
+        chosen.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
+    if tensorboard_dir is not None:
+        if fresh_logs:
+            shutil.rmtree(tensorboard_dir, ignore_errors=True)
+        chosen.append(
+            keras.callbacks.TensorBoard(str(tensorboard_dir), profile_batch=cfg.profile_batch)
+        )
+    chosen.append(epoch_logger(cfg.epochs))
+    return chosen
+
+
+def history_frame(fit) -> pd.DataFrame:
+    """fit()'s per-epoch metrics with a 1-based ``epoch`` column first.
+
+    After a resume, history, early stopping and the LR schedule cover only the epochs this
+    process ran (the callbacks' counters are not in the backup), so the best weights and
+    best_epoch are the best since the resume. fit.epoch numbers those epochs.
+    """
+    history = pd.DataFrame(fit.history)
+    history.insert(0, "epoch", np.asarray(fit.epoch) + 1)
+    return history
+
+
+def train_report(
+    run: Placement,
+    history: pd.DataFrame,
+    seconds: float,
+    rows: int,
+    transform: FeatureTransform,
+    cfg: TrainParams,
+) -> dict:
+    """train.json: how the training ran, how long it took and its best validation epoch."""
+    best = int(history["val_pr_auc"].idxmax())
+    return {
+        "strategy": run.strategy,
+        "replicas": run.replicas,
+        "global_batch": run.global_batch,
+        "dtype_policy": run.policy,
+        "steps_per_execution": run.steps_per_execution,
+        "first_epoch": int(history["epoch"].iloc[0]),
+        "epochs_run": len(history),
+        "best_epoch": int(history["epoch"].iloc[best]),
+        "best_val_pr_auc": float(history["val_pr_auc"].iloc[best]),
+        "train_seconds": round(seconds, 3),
+        "samples_per_second": round(rows * len(history) / seconds, 1),
+        "train_rows": rows,
+        "features": transform.width,
+        "categorical_encoding": transform.encoding,
+        "embedding_dims": {
+            name: embedding_dim(count, cfg.embedding_dim)
+            for name, count in zip(transform.categorical, transform.levels, strict=True)
+            if transform.encoding == "embedding"
+        },
+    }
+
+
 def train(
     train_frame: pd.DataFrame,
     val_frame: pd.DataFrame,
@@ -113,125 +248,42 @@ def train(
     Writes nothing but the per-epoch backup under ``backup_dir`` and the TensorBoard logs under
     ``tensorboard_dir``, each only when given.
     """
-    tf, keras = tensorflow()
     # First: MultiWorkerMirroredStrategy must exist before TensorFlow runs any op.
     strategy = select_strategy(cfg.strategy)
-    keras.utils.set_random_seed(seed)
-    if cfg.deterministic:
-        # Process-wide and one-way (TF has no public switch back); a stage is one process.
-        tf.config.experimental.enable_op_determinism()
+    seed_everything(seed, cfg.deterministic)
     transform = FeatureTransform.fit(train_frame, schema, cfg.categorical_encoding)
     levels = transform.levels if transform.encoding == "embedding" else []
     x_train, y_train = transform.transform(train_frame), train_frame[schema.target].to_numpy()
     x_val, y_val = transform.transform(val_frame), val_frame[schema.target].to_numpy()
 
-    replicas = strategy.num_replicas_in_sync
-    global_batch = cfg.batch_size * replicas
-    # tf.distribute.MultiWorkerMirroredStrategy's class is CollectiveAllReduceStrategy.
-    strategy_name = {"CollectiveAllReduceStrategy": "MultiWorkerMirroredStrategy"}.get(
-        type(strategy).__name__, type(strategy).__name__
-    )
-    devices = replica_device_types(strategy)
-    steps = safe_steps_per_execution(cfg.steps_per_execution, replicas)
-    if steps != cfg.steps_per_execution:
-        log.warning(
-            "train.steps_per_execution %d is not safe under %s on %d %s replicas: using 1",
-            cfg.steps_per_execution,
-            strategy_name,
-            replicas,
-            "/".join(sorted(devices)),
-        )
-    policy = dtype_policy(cfg.mixed_precision, len(tf.config.list_logical_devices("GPU")))
+    run = placement(strategy, cfg)
     with strategy.scope():
-        model = build_model(transform.width, cfg, policy, steps, levels)
-    nbytes = sum(a.nbytes for a in (x_train, y_train, x_val, y_val))
+        model = build_model(transform.width, cfg, run.policy, run.steps_per_execution, levels)
     cache = fits_in_cache(x_val.nbytes + y_val.nbytes, cfg.cache_max_mb)
-    log.info(
-        "training on %d rows x %d features, %s with %d replica(s), global batch %d, %s, "
-        "%d step(s) per execution, input %.1f MB, validation batches %s",
-        len(x_train),
-        transform.width,
-        strategy_name,
-        replicas,
-        global_batch,
-        policy,
-        steps,
-        nbytes / 2**20,
-        "cached" if cache else "not cached",
-    )
+    nbytes = sum(a.nbytes for a in (x_train, y_train, x_val, y_val))
+    log_start(run, len(x_train), transform.width, nbytes, cache)
     chief = strategy.extended.should_checkpoint
-    callbacks = [
-        keras.callbacks.EarlyStopping(
-            monitor="val_pr_auc",
-            mode="max",
-            patience=cfg.early_stopping_patience,
-            restore_best_weights=True,
-        )
-    ]
-    if cfg.reduce_lr_patience:
-        callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(
-                monitor="val_pr_auc",
-                mode="max",
-                patience=cfg.reduce_lr_patience,
-                factor=cfg.reduce_lr_factor,
-            )
-        )
     resuming = False
-    if backup_dir is not None:
-        if chief:
-            stamp = fingerprint(cfg, seed, class_weight, x_train, y_train, x_val, y_val)
-            resuming = claim_backup(Path(backup_dir), stamp)
-        # Before the epoch logger: when "epoch N" is logged, epoch N's backup is on disk.
-        callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
-    if tensorboard_dir is not None:
-        if chief and not resuming:  # a fresh training starts fresh curves; a resumed one adds
-            shutil.rmtree(tensorboard_dir, ignore_errors=True)
-        callbacks.append(
-            keras.callbacks.TensorBoard(str(tensorboard_dir), profile_batch=cfg.profile_batch)
-        )
-    callbacks.append(epoch_logger(cfg.epochs))
+    if backup_dir is not None and chief:
+        stamp = fingerprint(cfg, seed, class_weight, x_train, y_train, x_val, y_val)
+        resuming = claim_backup(Path(backup_dir), stamp)
+    fit_callbacks = callbacks(cfg, backup_dir, tensorboard_dir, fresh_logs=chief and not resuming)
 
     started = time.perf_counter()
     fit = model.fit(
-        training_stream(x_train, y_train, global_batch, seed),
-        steps_per_epoch=steps_per_epoch(len(x_train), global_batch),
-        validation_data=evaluation_dataset(x_val, y_val, global_batch, cache),
+        training_stream(x_train, y_train, run.global_batch, seed),
+        steps_per_epoch=steps_per_epoch(len(x_train), run.global_batch),
+        validation_data=evaluation_dataset(x_val, y_val, run.global_batch, cache),
         epochs=cfg.epochs,
-        callbacks=callbacks,
+        callbacks=fit_callbacks,
         class_weight={int(k): v for k, v in class_weight.items()} if class_weight else None,
         verbose=0,
     )
     seconds = time.perf_counter() - started
-    if policy != "float32":
+    if run.policy != "float32":
         model = float32_copy(model, transform.width, cfg, levels)
-    history = pd.DataFrame(fit.history)
-    # After a resume, history, early stopping and the LR schedule cover only the epochs this
-    # process ran (the callbacks' counters are not in the backup), so the best weights and
-    # best_epoch are the best since the resume. fit.epoch numbers those epochs.
-    history.insert(0, "epoch", np.asarray(fit.epoch) + 1)
-    best = int(history["val_pr_auc"].idxmax())
-    report = {
-        "strategy": strategy_name,
-        "replicas": replicas,
-        "global_batch": global_batch,
-        "dtype_policy": policy,
-        "steps_per_execution": steps,
-        "first_epoch": int(history["epoch"].iloc[0]),
-        "epochs_run": len(history),
-        "best_epoch": int(history["epoch"].iloc[best]),
-        "best_val_pr_auc": float(history["val_pr_auc"].iloc[best]),
-        "train_seconds": round(seconds, 3),
-        "samples_per_second": round(len(x_train) * len(history) / seconds, 1),
-        "train_rows": len(x_train),
-        "features": transform.width,
-        "categorical_encoding": transform.encoding,
-        "embedding_dims": {
-            name: embedding_dim(count, cfg.embedding_dim)
-            for name, count in zip(transform.categorical, transform.levels, strict=True)
-            if levels
-        },
-    }
+    history = history_frame(fit)
+    report = train_report(run, history, seconds, len(x_train), transform, cfg)
     return TrainResult(model, transform, history, report, chief)
 
 
