@@ -45,6 +45,7 @@ from bench.common import default_params  # noqa: E402
 from pipelines import paths  # noqa: E402
 from pipelines.features import FeatureTransform  # noqa: E402
 from pipelines.io import read_json, read_parquet  # noqa: E402
+from pipelines.model import build_model  # noqa: E402
 from pipelines.quantize import (  # noqa: E402
     TFLiteScorer,
     convert,
@@ -57,7 +58,6 @@ from pipelines.quantize import (  # noqa: E402
 )
 from pipelines.schema import load_schema, schema_path  # noqa: E402
 from pipelines.tf_runtime import load_keras_model, predict_proba, tensorflow  # noqa: E402
-from pipelines.train import build_model  # noqa: E402
 
 GOAL_RATIO = 3.5
 

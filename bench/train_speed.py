@@ -56,16 +56,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from bench.common import default_params, simulated  # noqa: E402
+from pipelines.batches import steps_per_epoch, training_stream  # noqa: E402
 from pipelines.config import Params, TrainParams  # noqa: E402
 from pipelines.features import FeatureTransform  # noqa: E402
+from pipelines.model import build_model  # noqa: E402
 from pipelines.split import split  # noqa: E402
 from pipelines.tf_runtime import tensorflow  # noqa: E402
-from pipelines.train import (  # noqa: E402
-    build_model,
-    steps_per_epoch,
-    train,
-    training_stream,
-)
+from pipelines.train import train  # noqa: E402
 
 
 def bench_inputs(params: Params, epochs: int):

@@ -8,7 +8,7 @@ for anything else, either
 * ``one_hot``: one 0/1 column per vocabulary entry plus one for unknown, or
 * ``embedding``: one column per feature holding its integer code as a float (0 ..
   len(vocabulary) - 1 for the vocabulary, len(vocabulary) for unknown), which the model
-  looks up in its own Embedding layer (``pipelines.train.build_model``).
+  looks up in its own Embedding layer (``pipelines.model.build_model``).
 
 Either way the output is ONE float32 matrix, numeric columns first, so evaluate, quantize,
 serving and the TFLite converters feed the model the same way. It is fitted once, in train,

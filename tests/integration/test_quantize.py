@@ -135,7 +135,7 @@ def test_the_gate_rejects_a_deliberately_degraded_variant(trained):
 def test_int8_input_range_holds_every_categorical_code():
     """int8 quantizes the one input with one range: it must reach the highest code (the
     unknown slot, which no training row holds), not stop where the standardised numbers do."""
-    from pipelines.train import build_model
+    from pipelines.model import build_model
 
     rng = np.random.default_rng(0)
     levels = 31  # codes 0-29 seen in training, 30 the unknown slot

@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 
 from pipelines import paths
+from pipelines.batches import steps_per_epoch, training_stream
 from pipelines.config import TrainParams
+from pipelines.model import build_model, float32_copy
 from pipelines.quantize import convert
 from pipelines.tf_runtime import tensorflow
-from pipelines.train import build_model, float32_copy, steps_per_epoch, training_stream
 from tests.integration.conftest import train_repo
 
 pytestmark = pytest.mark.integration

@@ -6,18 +6,12 @@ import json
 import numpy as np
 import pytest
 
+from pipelines.batches import fits_in_cache, steps_per_epoch
 from pipelines.config import TrainParams
+from pipelines.distribution import parse_tf_config, safe_steps_per_execution
 from pipelines.errors import PipelineError
-from pipelines.train import (
-    claim_backup,
-    dtype_policy,
-    embedding_dim,
-    fingerprint,
-    fits_in_cache,
-    parse_tf_config,
-    safe_steps_per_execution,
-    steps_per_epoch,
-)
+from pipelines.model import dtype_policy, embedding_dim
+from pipelines.train import claim_backup, fingerprint
 
 CLUSTER = {"worker": ["127.0.0.1:1111", "127.0.0.1:2222"]}
 
