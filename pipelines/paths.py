@@ -21,6 +21,8 @@ CLEAN = VALIDATED / "clean.parquet"
 QUARANTINE = VALIDATED / "quarantine.parquet"
 DATA_DOCS = VALIDATED / "data_docs"
 ACCEPTED_PARTITIONS = VALIDATED / "accepted.json"
+# The schema this run enforced: what every later stage reads, whatever the source is called.
+ENFORCED_SCHEMA = VALIDATED / "schema.yaml"
 # Data Docs of a run that failed a critical check: not an output, kept for the user to read.
 FAILED_DATA_DOCS = VALIDATED / "data_docs_failed"
 REFERENCE = DATA / "reference"
@@ -31,6 +33,7 @@ SPLIT_VAL = SPLITS / "val.parquet"
 SPLIT_TEST = SPLITS / "test.parquet"
 
 REBALANCED_TRAIN = DATA / "rebalanced" / "train.parquet"
+CLASS_WEIGHTS = DATA / "rebalanced" / "class_weights.json"
 AUGMENTED_TRAIN = DATA / "augmented" / "train.parquet"
 
 MODELS = DATA / "models"
@@ -39,6 +42,8 @@ KERAS_MODEL = MODEL_DIR / "model.keras"
 FEATURE_TRANSFORM = MODEL_DIR / "transform.json"
 TFLITE_MODEL = MODELS / "model.tflite"
 QUANTIZE_TABLE = MODELS / "quantization.md"
+DECISION_THRESHOLD = MODELS / "threshold.json"
+SERVED_VARIANT = MODELS / "served.json"
 # Train's working folders, not outputs: the per-epoch backup a killed run resumes from
 # (deleted when training succeeds) and TensorBoard logs (watched live, so not written atomically).
 TRAIN_BACKUP = MODELS / "train_backup"
