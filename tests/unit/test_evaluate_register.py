@@ -4,18 +4,15 @@ from sklearn import metrics
 
 from pipelines.config import EvaluateParams, RegisterParams
 from pipelines.errors import PipelineError
-from pipelines.evaluate import (
-    baseline_models,
+from pipelines.evaluate import baseline_models, evaluate, pick_segment_column, segment_table
+from pipelines.metrics import (
     best_f1_threshold,
-    evaluate,
     expected_calibration_error,
     metrics_at_threshold,
     min_cost_threshold,
     operating_points,
-    pick_segment_column,
-    render_bias_plots,
-    segment_table,
 )
+from pipelines.plots import render_bias_plots
 from pipelines.register import GateMetrics, gate_decision, git_commit
 
 RNG = np.random.default_rng(0)
