@@ -256,7 +256,7 @@ def test_quantization_gate_serves_the_smallest_variant_within_every_tolerance():
 
 
 def test_latency_ratio_tells_a_slower_call_from_a_faster_one():
-    from pipelines.quantize import latency_ratio
+    from pipelines.tflite import latency_ratio
 
     rows = np.zeros((4, 3), dtype="float32")
 
