@@ -42,22 +42,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import default_params  # noqa: E402
+from bench.tflite_sizes import flatbuffer_utils, size_breakdown  # noqa: E402
 from pipelines import paths  # noqa: E402
 from pipelines.features import FeatureTransform  # noqa: E402
 from pipelines.io import read_json, read_parquet  # noqa: E402
+from pipelines.metrics import quality  # noqa: E402
 from pipelines.model import build_model  # noqa: E402
-from pipelines.quantize import (  # noqa: E402
-    TFLiteScorer,
-    convert,
-    flatbuffer_utils,
-    latency_ratio,
-    quality,
-    quantize,
-    representative_sample,
-    size_breakdown,
-)
+from pipelines.quantize import quantize  # noqa: E402
 from pipelines.schema import load_schema, schema_path  # noqa: E402
 from pipelines.tf_runtime import load_keras_model, predict_proba, tensorflow  # noqa: E402
+from pipelines.tflite import TFLiteScorer, convert, latency_ratio, representative_sample  # noqa: E402
 
 GOAL_RATIO = 3.5
 

@@ -5,75 +5,29 @@ cost from ``evaluate.cost_fp`` / ``cost_fn``) and only then applied to test. Wri
 metrics (PR-AUC first), recall at a fixed precision and precision at a fixed recall, the same
 metrics for two baselines fitted on the same training split (class-weighted logistic
 regression and HistGradientBoosting), curves, per-segment and noise-robustness metrics as DVC
-plots files, and PNG plots for MLflow.
+plots files, and PNG plots for MLflow. The metrics come from ``pipelines.metrics``, the PNGs
+from ``pipelines.plots``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from functools import partial
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics
 
-from pipelines import paths
+from pipelines import metrics, paths
 from pipelines.config import EvaluateParams, load_params
 from pipelines.errors import PipelineError
 from pipelines.features import FeatureTransform
 from pipelines.io import atomic_dir, read_csv, read_parquet, write_csv_atomic, write_json_atomic
+from pipelines.plots import render_plots
 from pipelines.schema import Schema, load_schema, schema_path
 from pipelines.stage import run_stage
 from pipelines.tf_runtime import load_keras_model, predict_proba
 
 log = logging.getLogger(__name__)
-
-MAX_CURVE_POINTS = 400
-
-
-def best_f1_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
-    """The score threshold that maximises F1 on the given (validation) data."""
-    precision, recall, thresholds = metrics.precision_recall_curve(labels, scores)
-    f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
-    return float(thresholds[int(np.argmax(f1))])
-
-
-def min_cost_threshold(
-    labels: np.ndarray, scores: np.ndarray, cost_fp: float, cost_fn: float
-) -> float:
-    """The threshold minimising cost_fp x false positives + cost_fn x false negatives."""
-    order = np.argsort(-scores, kind="stable")
-    ranked, ranked_labels = scores[order], labels[order]
-    true_pos = np.cumsum(ranked_labels)
-    false_pos = np.cumsum(1 - ranked_labels)
-    # Flagging everything scoring >= ranked[i] flags rows 0..last[i], ties included.
-    last = np.r_[np.nonzero(np.diff(ranked))[0], len(ranked) - 1]
-    cost = cost_fp * false_pos[last] + cost_fn * (labels.sum() - true_pos[last])
-    if cost_fn * labels.sum() < cost.min():  # flagging nothing is cheapest
-        return float(np.nextafter(ranked[0], np.inf))
-    return float(ranked[last][int(np.argmin(cost))])
-
-
-def choose_threshold(labels: np.ndarray, scores: np.ndarray, cfg: EvaluateParams) -> float:
-    if cfg.threshold_objective == "cost":
-        return min_cost_threshold(labels, scores, cfg.cost_fp, cfg.cost_fn)
-    return best_f1_threshold(labels, scores)
-
-
-def operating_points(labels: np.ndarray, scores: np.ndarray, cfg: EvaluateParams) -> dict:
-    """Recall at the target precision and precision at the target recall (0 if unreachable)."""
-    precision, recall, _ = metrics.precision_recall_curve(labels, scores)
-    reach_precision = precision >= cfg.target_precision
-    reach_recall = recall >= cfg.target_recall
-    return {
-        "recall_at_precision": float(recall[reach_precision].max())
-        if reach_precision.any()
-        else 0.0,
-        "precision_at_recall": float(precision[reach_recall].max()) if reach_recall.any() else 0.0,
-        "target_precision": cfg.target_precision,
-        "target_recall": cfg.target_recall,
-    }
 
 
 def baseline_models(train: pd.DataFrame, schema, seed: int) -> dict:
@@ -103,10 +57,10 @@ def score_report(
     cfg: EvaluateParams,
 ) -> dict:
     """Test metrics at the threshold chosen on validation, plus the operating points."""
-    threshold = choose_threshold(val[target].to_numpy(), val_scores, cfg)
+    threshold = metrics.choose_threshold(val[target].to_numpy(), val_scores, cfg)
     labels = test[target].to_numpy()
-    report = metrics_at_threshold(labels, test_scores, threshold, cfg.calibration_bins)
-    return report | operating_points(labels, test_scores, cfg)
+    report = metrics.metrics_at_threshold(labels, test_scores, threshold, cfg.calibration_bins)
+    return report | metrics.operating_points(labels, test_scores, cfg)
 
 
 MAX_SEGMENTS = 20
@@ -138,10 +92,10 @@ def segment_metrics(
         out[value] = {
             "rows": int(rows.sum()),
             "positives": int(labels.sum()),
-            "pr_auc": float(metrics.average_precision_score(labels, part)) if both else None,
-            "roc_auc": float(metrics.roc_auc_score(labels, part)) if both else None,
-            "recall": float(metrics.recall_score(labels, predicted, zero_division=0)),
-            "precision": float(metrics.precision_score(labels, predicted, zero_division=0)),
+            "pr_auc": metrics.pr_auc(labels, part) if both else None,
+            "roc_auc": metrics.roc_auc(labels, part) if both else None,
+            "recall": metrics.recall(labels, predicted),
+            "precision": metrics.precision(labels, predicted),
         }
     return out
 
@@ -165,8 +119,8 @@ def noise_robustness(
             noisy[name] = values + rng.normal(0.0, level * std, len(noisy))
         noisy_scores = score(noisy)
         out[f"noise_{level:g}"] = {
-            "pr_auc": float(metrics.average_precision_score(labels, noisy_scores)),
-            "roc_auc": float(metrics.roc_auc_score(labels, noisy_scores)),
+            "pr_auc": metrics.pr_auc(labels, noisy_scores),
+            "roc_auc": metrics.roc_auc(labels, noisy_scores),
         }
     return out
 
@@ -178,7 +132,7 @@ def permutation_importance(
     if repeats == 0:
         return pd.DataFrame(columns=["feature", "pr_auc_drop", "std"])
     labels = test[target].to_numpy()
-    baseline = metrics.average_precision_score(labels, score(test))
+    baseline = metrics.pr_auc(labels, score(test))
     rng = np.random.default_rng(seed)
     rows = []
     for name in features:
@@ -186,7 +140,7 @@ def permutation_importance(
         for _ in range(repeats):
             shuffled = test.copy()
             shuffled[name] = test[name].to_numpy()[rng.permutation(len(test))]
-            drops.append(baseline - metrics.average_precision_score(labels, score(shuffled)))
+            drops.append(baseline - metrics.pr_auc(labels, score(shuffled)))
         rows.append(
             {"feature": name, "pr_auc_drop": float(np.mean(drops)), "std": float(np.std(drops))}
         )
@@ -211,220 +165,6 @@ def robustness_table(report: dict, levels: list[float]) -> pd.DataFrame:
     by_level |= {float(level): report["robustness"][f"noise_{level:g}"] for level in levels}
     rows = [{"noise_level": level, **by_level[level]} for level in sorted(by_level)]
     return pd.DataFrame(rows, columns=["noise_level", "pr_auc", "roc_auc"])
-
-
-def expected_calibration_error(labels: np.ndarray, scores: np.ndarray, bins: int) -> float:
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(scores, edges[1:-1]), 0, bins - 1)
-    total = 0.0
-    for b in range(bins):
-        in_bin = which == b
-        if in_bin.any():
-            total += in_bin.mean() * abs(scores[in_bin].mean() - labels[in_bin].mean())
-    return float(total)
-
-
-def metrics_at_threshold(
-    labels: np.ndarray, scores: np.ndarray, threshold: float, bins: int
-) -> dict:
-    predicted = (scores >= threshold).astype(int)
-    tn, fp, fn, tp = metrics.confusion_matrix(labels, predicted, labels=[0, 1]).ravel()
-    return {
-        "pr_auc": float(metrics.average_precision_score(labels, scores)),
-        "roc_auc": float(metrics.roc_auc_score(labels, scores)),
-        "f1": float(metrics.f1_score(labels, predicted, zero_division=0)),
-        "precision": float(metrics.precision_score(labels, predicted, zero_division=0)),
-        "recall": float(metrics.recall_score(labels, predicted, zero_division=0)),
-        "brier": float(metrics.brier_score_loss(labels, scores)),
-        "ece": expected_calibration_error(labels, scores, bins),
-        "threshold": threshold,
-        "true_positives": int(tp),
-        "false_positives": int(fp),
-        "true_negatives": int(tn),
-        "false_negatives": int(fn),
-        "test_rows": int(len(labels)),
-        "test_positives": int(labels.sum()),
-    }
-
-
-def curves(
-    labels: np.ndarray,
-    scores: np.ndarray,
-    threshold: float,
-    bins: int,
-    val_labels: np.ndarray,
-    val_scores: np.ndarray,
-) -> dict[str, pd.DataFrame]:
-    precision, recall, _ = metrics.precision_recall_curve(labels, scores)
-    fpr, tpr, _ = metrics.roc_curve(labels, scores)
-    observed, predicted = _calibration(labels, scores, bins)
-    val_precision, val_recall, val_thresholds = metrics.precision_recall_curve(
-        val_labels, val_scores
-    )
-    return {
-        "threshold": _thin(
-            pd.DataFrame(
-                {
-                    "threshold": val_thresholds,
-                    "precision": val_precision[:-1],
-                    "recall": val_recall[:-1],
-                }
-            )
-        ),
-        "pr": _thin(pd.DataFrame({"recall": recall, "precision": precision})),
-        "roc": _thin(pd.DataFrame({"fpr": fpr, "tpr": tpr})),
-        "confusion": pd.DataFrame(
-            {"actual": labels.astype(int), "predicted": (scores >= threshold).astype(int)}
-        ),
-        "calibration": pd.DataFrame({"mean_predicted": predicted, "fraction_positive": observed}),
-    }
-
-
-def _calibration(
-    labels: np.ndarray, scores: np.ndarray, bins: int
-) -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.calibration import calibration_curve
-
-    return calibration_curve(labels, scores, n_bins=bins, strategy="quantile")
-
-
-def _thin(curve: pd.DataFrame) -> pd.DataFrame:
-    if len(curve) <= MAX_CURVE_POINTS:
-        return curve
-    keep = np.unique(np.linspace(0, len(curve) - 1, MAX_CURVE_POINTS).astype(int))
-    return curve.iloc[keep].reset_index(drop=True)
-
-
-def _pyplot():
-    """pyplot on the file-only Agg backend: stages run without a display."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save_png(fig, name: str, out) -> None:
-    fig.tight_layout()
-    fig.savefig(out / f"{name}.png", dpi=100)
-    _pyplot().close(fig)
-
-
-def render_plots(tables: dict[str, pd.DataFrame], history: pd.DataFrame, report: dict, out) -> None:
-    """PNG versions of every plot, for MLflow and for people without `dvc plots`."""
-    plt = _pyplot()
-    save = partial(_save_png, out=out)
-
-    fig, ax = plt.subplots(figsize=(5, 4))
-    ax.plot(tables["pr"]["recall"], tables["pr"]["precision"])
-    ax.set(xlabel="recall", ylabel="precision", title=f"PR curve (AP {report['pr_auc']:.3f})")
-    save(fig, "pr_curve")
-    fig, ax = plt.subplots(figsize=(5, 4))
-    ax.plot(tables["roc"]["fpr"], tables["roc"]["tpr"])
-    ax.plot([0, 1], [0, 1], linestyle="--", color="grey")
-    ax.set(
-        xlabel="false positive rate",
-        ylabel="true positive rate",
-        title=f"ROC curve (AUC {report['roc_auc']:.3f})",
-    )
-    save(fig, "roc_curve")
-    fig, ax = plt.subplots(figsize=(4, 4))
-    matrix = np.array(
-        [
-            [report["true_negatives"], report["false_positives"]],
-            [report["false_negatives"], report["true_positives"]],
-        ]
-    )
-    ax.imshow(matrix, cmap="Blues")
-    for (i, j), value in np.ndenumerate(matrix):
-        ax.text(j, i, str(value), ha="center", va="center")
-    ax.set(
-        xticks=[0, 1],
-        yticks=[0, 1],
-        xlabel="predicted",
-        ylabel="actual",
-        title=f"confusion @ {report['threshold']:.3f}",
-    )
-    save(fig, "confusion_matrix")
-    fig, ax = plt.subplots(figsize=(5, 4))
-    ax.plot(
-        tables["calibration"]["mean_predicted"],
-        tables["calibration"]["fraction_positive"],
-        marker="o",
-    )
-    ax.plot([0, 1], [0, 1], linestyle="--", color="grey")
-    ax.set(
-        xlabel="mean predicted",
-        ylabel="fraction positive",
-        title=f"calibration (ECE {report['ece']:.3f})",
-    )
-    save(fig, "calibration")
-    fig, ax = plt.subplots(figsize=(5, 4))
-    for column in ("precision", "recall"):
-        ax.plot(tables["threshold"]["threshold"], tables["threshold"][column], label=column)
-    ax.axvline(report["threshold"], linestyle="--", color="grey", label="chosen")
-    ax.set(xlabel="threshold", title="precision / recall by threshold (validation)")
-    ax.legend()
-    save(fig, "threshold")
-    importance = tables.get("importance")
-    if importance is not None and not importance.empty:
-        shown = importance.head(20).iloc[::-1]
-        fig, ax = plt.subplots(figsize=(6, 0.3 * len(shown) + 1.2))
-        ax.barh(shown["feature"], shown["pr_auc_drop"], xerr=shown["std"])
-        ax.set(xlabel="test PR-AUC drop when shuffled", title="permutation importance")
-        save(fig, "importance")
-    render_bias_plots(tables, report, out)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    for ax, metric in zip(axes, ("loss", "pr_auc"), strict=True):
-        for column, label in ((metric, "train (resampled)"), (f"val_{metric}", "validation")):
-            if column in history:
-                ax.plot(history["epoch"], history[column], label=label)
-        ax.set(xlabel="epoch", title=metric)
-        ax.legend()
-    save(fig, "training_curves")
-
-
-def render_bias_plots(tables: dict[str, pd.DataFrame], report: dict, out) -> None:
-    """PNGs of the per-segment and noise-robustness metrics (also tables for `dvc plots`)."""
-    plt = _pyplot()
-    save = partial(_save_png, out=out)
-
-    segments = tables.get("segments")
-    if segments is not None and not segments.empty:
-        # Grouped bars per segment, the whole test split as dashed lines: a segment far below
-        # the lines is where the model is biased. A one-class segment has no PR-AUC bar.
-        shown = segments.iloc[::-1].reset_index(drop=True)
-        fig, ax = plt.subplots(figsize=(6, 0.45 * len(shown) + 1.5))
-        positions = np.arange(len(shown))
-        for offset, (metric, color) in enumerate(
-            (("pr_auc", "C0"), ("recall", "C1"), ("precision", "C2"))
-        ):
-            values = shown[metric].astype("float64")
-            ax.barh(positions + (offset - 1) * 0.27, values, height=0.27, label=metric, color=color)
-            ax.axvline(report[metric], linestyle="--", color=color, linewidth=1)
-        labels = [f"{row.segment} ({row.rows}, {row.positives}+)" for row in shown.itertuples()]
-        ax.set_yticks(positions, labels)
-        ax.set(
-            xlim=(0, 1),
-            xlabel="test metric (dashed: whole test split)",
-            title=f"metrics per {report['segments']['column']} (rows, positives)",
-        )
-        ax.legend(loc="lower right", fontsize="small")
-        save(fig, "segments")
-    robustness = tables.get("robustness")
-    if robustness is not None and len(robustness) > 1:
-        fig, ax = plt.subplots(figsize=(5, 4))
-        for metric in ("pr_auc", "roc_auc"):
-            ax.plot(robustness["noise_level"], robustness[metric], marker="o", label=metric)
-        ax.set(
-            xlabel="Gaussian noise (x training std per numeric feature)",
-            ylabel="test metric",
-            ylim=(0, 1.02),
-            title="robustness to input noise",
-        )
-        ax.legend()
-        save(fig, "robustness")
 
 
 def evaluate(
@@ -465,7 +205,7 @@ def evaluate(
         test, score, schema.feature_columns, target, cfg.importance_repeats, seed
     )
     report["importance"] = dict(zip(importance["feature"], importance["pr_auc_drop"], strict=True))
-    tables = curves(
+    tables = metrics.curves(
         test[target].to_numpy(),
         scores,
         report["threshold"],

@@ -27,83 +27,28 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from functools import cache
-from importlib import metadata
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics
 
 from pipelines import paths
 from pipelines.config import QuantizeParams, load_params
 from pipelines.features import FeatureTransform
 from pipelines.io import atomic_path, read_json, read_parquet, write_json_atomic, write_text_atomic
+from pipelines.metrics import quality
 from pipelines.schema import load_schema, schema_path
 from pipelines.stage import run_stage
 from pipelines.tf_runtime import load_keras_model, predict_proba, tensorflow
+from pipelines.tflite import (
+    TFLiteScorer,
+    convert,
+    interpreter_class,
+    latency_ratio,
+    measure_speed,
+    representative_sample,
+)
 
 log = logging.getLogger(__name__)
-
-LATENCY_CALLS = 200
-THROUGHPUT_BATCH = 256
-THROUGHPUT_BATCHES = 20
-# Calls are timed in windows and the median window counts. A single-threaded call of these
-# models takes microseconds, so one loop over all calls lasts about a millisecond, and one
-# preemption on a shared machine dominated it (batch-1 ratios between two variants ranged from
-# 0.9x to 5.7x over 8 repeats; 1.0x to 1.2x with windows).
-TIMING_WINDOWS = 10
-# A variant's batch-1 latency against the float32 TFLite model's: the two alternate in short
-# windows, so that load on a shared machine hits both alike, and the median window ratio counts.
-RATIO_WINDOWS = 40
-RATIO_WINDOW_CALLS = 50
-
-
-def convert(
-    model, variant: str, representative: np.ndarray | None = None, **settings: object
-) -> bytes:
-    """TFLite bytes of ``model`` for a post-training variant (``qat`` converts like ``int8``).
-
-    ``settings`` are extra converter attributes; the pipeline uses none, the size benchmark
-    measures alternatives with them.
-    """
-    tf, _ = tensorflow()
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    for name, value in settings.items():
-        setattr(converter, name, value)
-    if variant == "float32":  # the unquantized reference
-        return converter.convert()
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if variant == "float16":
-        converter.target_spec.supported_types = [tf.float16]
-    elif variant in ("int8", "qat"):
-        # The converter insists on calibration rows for int8-only ops, even after QAT
-        # (whose learned ranges then take precedence).
-        rows = representative.astype("float32")
-        converter.representative_dataset = lambda: ([row[None, :]] for row in rows)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    return converter.convert()
-
-
-def representative_sample(
-    features: np.ndarray, rows: int, seed: int, code_columns: dict[int, int] | None = None
-) -> np.ndarray:
-    """The int8 calibration rows: a seeded sample of the training features.
-
-    With ``code_columns`` (matrix column -> highest code, the embedding encoding's), two rows
-    are added: the first sampled row with every code at 0 and at its highest code. The model
-    has one float input, which int8 quantizes with one range, the range calibration saw; a
-    rare code (the unknown slot above all) missing from the sample would otherwise be clipped
-    to a lower code and looked up in the wrong embedding row.
-    """
-    rng = np.random.default_rng(seed)
-    sample = features[rng.permutation(len(features))[:rows]]
-    if not code_columns or not len(sample):
-        return sample
-    lowest, highest = sample[:1].copy(), sample[:1].copy()
-    for column, code in code_columns.items():
-        lowest[0, column], highest[0, column] = 0, code
-    return np.vstack([sample, lowest, highest])
 
 
 def quantization_aware(
@@ -140,172 +85,6 @@ def quantization_aware(
     )
     aware.fit(features, labels.astype("float32"), epochs=cfg.qat_epochs, batch_size=256, verbose=0)
     return aware
-
-
-@cache
-def interpreter_class() -> tuple[type, str]:
-    """The TFLite interpreter to run variants with, and its name and version for the report."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        # ai-edge-litert is a locked dependency; this only happens on a platform it ships no
-        # wheel for. tf.lite.Interpreter still works in TF 2.21, but is deprecated.
-        log.warning("ai-edge-litert is not installed: running variants with tf.lite.Interpreter")
-        tf, _ = tensorflow()
-        return tf.lite.Interpreter, f"tensorflow {tf.__version__} (tf.lite.Interpreter)"
-    return Interpreter, f"ai-edge-litert {metadata.version('ai-edge-litert')}"
-
-
-def flatbuffer_utils():
-    """LiteRT's flatbuffer tools (TensorFlow's copy where no LiteRT wheel exists)."""
-    try:
-        from ai_edge_litert.tools import flatbuffer_utils as utils
-    except ImportError:
-        from tensorflow.lite.tools import flatbuffer_utils as utils
-    return utils
-
-
-def size_breakdown(tflite_model: bytes) -> dict:
-    """Where the bytes of a TFLite flatbuffer go, so that size ratios can be explained.
-
-    Per tensor: its constant data (weights and biases; activations have none) and its
-    quantization parameters, which the TFLite schema stores as a float32 scale and an int64
-    zero point per channel (plus float32 min/max where present). Then the metadata buffers,
-    constant data that repeats an earlier buffer byte for byte (a duplicated constant), and the
-    rest: the graph itself (tensor and operator tables, names, shapes, signature, padding).
-    """
-    utils = flatbuffer_utils()
-    model = utils.convert_bytearray_to_object(bytearray(tflite_model))
-    tensors, buffers, seen, duplicated = [], set(), set(), 0
-    for subgraph in model.subgraphs:
-        for tensor in subgraph.tensors:
-            data = model.buffers[tensor.buffer].data
-            # Tensors sharing one buffer store it once: only the first of them counts it.
-            data_bytes = 0 if data is None or tensor.buffer in buffers else len(data)
-            buffers.add(tensor.buffer)
-            if data_bytes:
-                content = bytes(data)
-                duplicated += data_bytes if content in seen else 0
-                seen.add(content)
-            params = tensor.quantization
-            quant_bytes = 0
-            if params is not None:
-                quant_bytes = 8 * len(_or_empty(params.zeroPoint)) + 4 * sum(
-                    len(_or_empty(values)) for values in (params.scale, params.min, params.max)
-                )
-            tensors.append(
-                {
-                    "tensor": (tensor.name or b"").decode(),
-                    "dtype": utils.type_to_name(tensor.type),
-                    "shape": [int(n) for n in _or_empty(tensor.shape)],
-                    "data_bytes": data_bytes,
-                    "quantization_bytes": quant_bytes,
-                }
-            )
-    metadata_bytes = sum(
-        len(_or_empty(model.buffers[entry.buffer].data)) for entry in model.metadata or []
-    )
-    data_bytes = sum(row["data_bytes"] for row in tensors)
-    quant_bytes = sum(row["quantization_bytes"] for row in tensors)
-    return {
-        "file_bytes": len(tflite_model),
-        "tensor_data_bytes": data_bytes,
-        "quantization_bytes": quant_bytes,
-        "metadata_bytes": metadata_bytes,
-        "duplicated_constant_bytes": duplicated,
-        "structure_bytes": len(tflite_model) - data_bytes - quant_bytes - metadata_bytes,
-        "tensors": tensors,
-    }
-
-
-def _or_empty(values):
-    return [] if values is None else values
-
-
-class TFLiteScorer:
-    """One interpreter per variant, reused for scoring and timing."""
-
-    def __init__(self, tflite_model: bytes):
-        interpreter, _ = interpreter_class()
-        self.interpreter = interpreter(model_content=tflite_model, num_threads=1)
-        self.input_index = self.interpreter.get_input_details()[0]["index"]
-        self.output_index = self.interpreter.get_output_details()[0]["index"]
-        self.batch = -1
-
-    def __call__(self, features: np.ndarray) -> np.ndarray:
-        if len(features) != self.batch:
-            self.interpreter.resize_tensor_input(self.input_index, list(features.shape))
-            self.interpreter.allocate_tensors()
-            self.batch = len(features)
-        self.interpreter.set_tensor(self.input_index, features.astype("float32"))
-        self.interpreter.invoke()
-        return self.interpreter.get_tensor(self.output_index).reshape(-1).astype("float64")
-
-    def predict(self, features: np.ndarray, batch: int = 1024) -> np.ndarray:
-        return np.concatenate(
-            [self(features[start : start + batch]) for start in range(0, len(features), batch)]
-        )
-
-
-def measure_speed(call: Callable[[np.ndarray], object], features: np.ndarray) -> dict[str, float]:
-    """Batch-1 latency and batch-256 throughput of ``call`` on rows drawn from ``features``."""
-    one = features[:1]
-    batches = np.resize(features, (THROUGHPUT_BATCHES, THROUGHPUT_BATCH, features.shape[1]))
-    call(one)
-    latency = _seconds_per_call(call, [one] * LATENCY_CALLS)
-    call(batches[0])
-    per_batch = _seconds_per_call(call, list(batches))
-    return {
-        "latency_batch1_ms": latency * 1000,
-        "throughput_batch256_rows_s": THROUGHPUT_BATCH / per_batch,
-    }
-
-
-def _seconds_per_call(call: Callable[[np.ndarray], object], inputs: list[np.ndarray]) -> float:
-    """``call`` over ``inputs`` in TIMING_WINDOWS equal windows: the median window's mean."""
-    times = []
-    for window in np.array_split(np.arange(len(inputs)), TIMING_WINDOWS):
-        started = time.perf_counter()
-        for index in window:
-            call(inputs[index])
-        times.append((time.perf_counter() - started) / len(window))
-    return float(np.median(times))
-
-
-def latency_ratio(
-    candidate: Callable[[np.ndarray], object],
-    reference: Callable[[np.ndarray], object],
-    features: np.ndarray,
-) -> float:
-    """Batch-1 latency of ``candidate`` over ``reference``'s, from alternating timing windows."""
-    one = features[:1]
-    candidate(one)
-    reference(one)
-
-    def window(call: Callable[[np.ndarray], object]) -> float:
-        started = time.perf_counter()
-        for _ in range(RATIO_WINDOW_CALLS):
-            call(one)
-        return time.perf_counter() - started
-
-    ratios = []
-    for index in range(RATIO_WINDOWS):
-        if index % 2:  # neither side always runs first
-            reference_seconds = window(reference)
-            candidate_seconds = window(candidate)
-        else:
-            candidate_seconds = window(candidate)
-            reference_seconds = window(reference)
-        ratios.append(candidate_seconds / reference_seconds)
-    return float(np.median(ratios))
-
-
-def quality(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
-    return {
-        "pr_auc": float(metrics.average_precision_score(labels, scores)),
-        "roc_auc": float(metrics.roc_auc_score(labels, scores)),
-        "recall": float(metrics.recall_score(labels, scores >= threshold, zero_division=0)),
-    }
 
 
 def gate(variants: dict[str, dict], reference: dict[str, float], cfg: QuantizeParams) -> str:

@@ -29,12 +29,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
-from sklearn.metrics import average_precision_score, recall_score
 
-from pipelines import paths, registry, tracking
+from pipelines import metrics, paths, registry, tracking
 from pipelines.config import Params, RegisterParams, load_params
 from pipelines.errors import PipelineError, brief
-from pipelines.evaluate import expected_calibration_error
 from pipelines.io import read_csv, read_json, read_parquet, write_json_atomic
 from pipelines.registry import CHALLENGER, CHAMPION
 from pipelines.schema import Schema, load_schema, schema_path
@@ -117,9 +115,9 @@ def gate_decision(
 def gate_metrics(labels: np.ndarray, predictions: pd.DataFrame, bins: int) -> GateMetrics:
     scores = predictions["probability"].to_numpy(dtype="float64")
     return GateMetrics(
-        pr_auc=float(average_precision_score(labels, scores)),
-        recall=float(recall_score(labels, predictions["label"].to_numpy(), zero_division=0)),
-        ece=expected_calibration_error(labels, scores, bins),
+        pr_auc=metrics.pr_auc(labels, scores),
+        recall=metrics.recall(labels, predictions["label"].to_numpy()),
+        ece=metrics.expected_calibration_error(labels, scores, bins),
     )
 
 

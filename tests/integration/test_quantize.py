@@ -4,19 +4,14 @@ import numpy as np
 import pytest
 from ai_edge_litert import interpreter as litert
 
+from bench.tflite_sizes import size_breakdown
 from pipelines.config import DataParams, QuantizeParams, SplitParams, TrainParams
-from pipelines.quantize import (
-    TFLiteScorer,
-    convert,
-    gate,
-    quality,
-    quantize,
-    representative_sample,
-    size_breakdown,
-)
+from pipelines.metrics import quality
+from pipelines.quantize import gate, quantize
 from pipelines.schema import infer_schema
 from pipelines.split import split
 from pipelines.tf_runtime import tensorflow
+from pipelines.tflite import TFLiteScorer, convert, representative_sample
 from pipelines.train import train
 from tests.conftest import make_frame
 

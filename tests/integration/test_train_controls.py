@@ -14,8 +14,8 @@ from pipelines import paths
 from pipelines.batches import steps_per_epoch, training_stream
 from pipelines.config import TrainParams
 from pipelines.model import build_model, float32_copy
-from pipelines.quantize import convert
 from pipelines.tf_runtime import tensorflow
+from pipelines.tflite import convert
 from tests.integration.conftest import train_repo
 
 pytestmark = pytest.mark.integration

@@ -4,18 +4,15 @@ from sklearn import metrics
 
 from pipelines.config import EvaluateParams, RegisterParams
 from pipelines.errors import PipelineError
-from pipelines.evaluate import (
-    baseline_models,
+from pipelines.evaluate import baseline_models, evaluate, pick_segment_column, segment_table
+from pipelines.metrics import (
     best_f1_threshold,
-    evaluate,
     expected_calibration_error,
     metrics_at_threshold,
     min_cost_threshold,
     operating_points,
-    pick_segment_column,
-    render_bias_plots,
-    segment_table,
 )
+from pipelines.plots import render_bias_plots
 from pipelines.register import GateMetrics, gate_decision, git_commit
 
 RNG = np.random.default_rng(0)
@@ -259,7 +256,7 @@ def test_quantization_gate_serves_the_smallest_variant_within_every_tolerance():
 
 
 def test_latency_ratio_tells_a_slower_call_from_a_faster_one():
-    from pipelines.quantize import latency_ratio
+    from pipelines.tflite import latency_ratio
 
     rows = np.zeros((4, 3), dtype="float32")
 

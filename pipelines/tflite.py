@@ -1,0 +1,171 @@
+"""TFLite conversion, the LiteRT interpreter, and how variants are timed.
+
+What the quantize stage (and the benchmarks) need to turn a Keras model into TFLite bytes,
+score those bytes, and time them fairly on a shared machine. No gating and no I/O here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from functools import cache
+from importlib import metadata
+
+import numpy as np
+
+from pipelines.tf_runtime import tensorflow
+
+log = logging.getLogger(__name__)
+
+LATENCY_CALLS = 200
+THROUGHPUT_BATCH = 256
+THROUGHPUT_BATCHES = 20
+# Calls are timed in windows and the median window counts. A single-threaded call of these
+# models takes microseconds, so one loop over all calls lasts about a millisecond, and one
+# preemption on a shared machine dominated it (batch-1 ratios between two variants ranged from
+# 0.9x to 5.7x over 8 repeats; 1.0x to 1.2x with windows).
+TIMING_WINDOWS = 10
+# A variant's batch-1 latency against the float32 TFLite model's: the two alternate in short
+# windows, so that load on a shared machine hits both alike, and the median window ratio counts.
+RATIO_WINDOWS = 40
+RATIO_WINDOW_CALLS = 50
+
+
+def convert(
+    model, variant: str, representative: np.ndarray | None = None, **settings: object
+) -> bytes:
+    """TFLite bytes of ``model`` for a post-training variant (``qat`` converts like ``int8``).
+
+    ``settings`` are extra converter attributes; the pipeline uses none, the size benchmark
+    measures alternatives with them.
+    """
+    tf, _ = tensorflow()
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    for name, value in settings.items():
+        setattr(converter, name, value)
+    if variant == "float32":  # the unquantized reference
+        return converter.convert()
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if variant == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif variant in ("int8", "qat"):
+        # The converter insists on calibration rows for int8-only ops, even after QAT
+        # (whose learned ranges then take precedence).
+        rows = representative.astype("float32")
+        converter.representative_dataset = lambda: ([row[None, :]] for row in rows)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return converter.convert()
+
+
+def representative_sample(
+    features: np.ndarray, rows: int, seed: int, code_columns: dict[int, int] | None = None
+) -> np.ndarray:
+    """The int8 calibration rows: a seeded sample of the training features.
+
+    With ``code_columns`` (matrix column -> highest code, the embedding encoding's), two rows
+    are added: the first sampled row with every code at 0 and at its highest code. The model
+    has one float input, which int8 quantizes with one range, the range calibration saw; a
+    rare code (the unknown slot above all) missing from the sample would otherwise be clipped
+    to a lower code and looked up in the wrong embedding row.
+    """
+    rng = np.random.default_rng(seed)
+    sample = features[rng.permutation(len(features))[:rows]]
+    if not code_columns or not len(sample):
+        return sample
+    lowest, highest = sample[:1].copy(), sample[:1].copy()
+    for column, code in code_columns.items():
+        lowest[0, column], highest[0, column] = 0, code
+    return np.vstack([sample, lowest, highest])
+
+
+@cache
+def interpreter_class() -> tuple[type, str]:
+    """The TFLite interpreter to run variants with, and its name and version for the report."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        # ai-edge-litert is a locked dependency; this only happens on a platform it ships no
+        # wheel for. tf.lite.Interpreter still works in TF 2.21, but is deprecated.
+        log.warning("ai-edge-litert is not installed: running variants with tf.lite.Interpreter")
+        tf, _ = tensorflow()
+        return tf.lite.Interpreter, f"tensorflow {tf.__version__} (tf.lite.Interpreter)"
+    return Interpreter, f"ai-edge-litert {metadata.version('ai-edge-litert')}"
+
+
+class TFLiteScorer:
+    """One interpreter per variant, reused for scoring and timing."""
+
+    def __init__(self, tflite_model: bytes):
+        interpreter, _ = interpreter_class()
+        self.interpreter = interpreter(model_content=tflite_model, num_threads=1)
+        self.input_index = self.interpreter.get_input_details()[0]["index"]
+        self.output_index = self.interpreter.get_output_details()[0]["index"]
+        self.batch = -1
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        if len(features) != self.batch:
+            self.interpreter.resize_tensor_input(self.input_index, list(features.shape))
+            self.interpreter.allocate_tensors()
+            self.batch = len(features)
+        self.interpreter.set_tensor(self.input_index, features.astype("float32"))
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output_index).reshape(-1).astype("float64")
+
+    def predict(self, features: np.ndarray, batch: int = 1024) -> np.ndarray:
+        return np.concatenate(
+            [self(features[start : start + batch]) for start in range(0, len(features), batch)]
+        )
+
+
+def measure_speed(call: Callable[[np.ndarray], object], features: np.ndarray) -> dict[str, float]:
+    """Batch-1 latency and batch-256 throughput of ``call`` on rows drawn from ``features``."""
+    one = features[:1]
+    batches = np.resize(features, (THROUGHPUT_BATCHES, THROUGHPUT_BATCH, features.shape[1]))
+    call(one)
+    latency = _seconds_per_call(call, [one] * LATENCY_CALLS)
+    call(batches[0])
+    per_batch = _seconds_per_call(call, list(batches))
+    return {
+        "latency_batch1_ms": latency * 1000,
+        "throughput_batch256_rows_s": THROUGHPUT_BATCH / per_batch,
+    }
+
+
+def _seconds_per_call(call: Callable[[np.ndarray], object], inputs: list[np.ndarray]) -> float:
+    """``call`` over ``inputs`` in TIMING_WINDOWS equal windows: the median window's mean."""
+    times = []
+    for window in np.array_split(np.arange(len(inputs)), TIMING_WINDOWS):
+        started = time.perf_counter()
+        for index in window:
+            call(inputs[index])
+        times.append((time.perf_counter() - started) / len(window))
+    return float(np.median(times))
+
+
+def latency_ratio(
+    candidate: Callable[[np.ndarray], object],
+    reference: Callable[[np.ndarray], object],
+    features: np.ndarray,
+) -> float:
+    """Batch-1 latency of ``candidate`` over ``reference``'s, from alternating timing windows."""
+    one = features[:1]
+    candidate(one)
+    reference(one)
+
+    def window(call: Callable[[np.ndarray], object]) -> float:
+        started = time.perf_counter()
+        for _ in range(RATIO_WINDOW_CALLS):
+            call(one)
+        return time.perf_counter() - started
+
+    ratios = []
+    for index in range(RATIO_WINDOWS):
+        if index % 2:  # neither side always runs first
+            reference_seconds = window(reference)
+            candidate_seconds = window(candidate)
+        else:
+            candidate_seconds = window(candidate)
+            reference_seconds = window(reference)
+        ratios.append(candidate_seconds / reference_seconds)
+    return float(np.median(ratios))
