@@ -33,7 +33,9 @@ class Contract(BaseModel):
     def load(cls) -> Self:
         path = cls.PATH
         if not path.exists():
-            raise PipelineError(f"{path}: missing; run the {cls.WRITTEN_BY} stage first (dvc repro)")
+            raise PipelineError(
+                f"{path}: missing; run the {cls.WRITTEN_BY} stage first (dvc repro)"
+            )
         try:
             return cls.model_validate(json.loads(path.read_text()))
         except (ValueError, ValidationError) as exc:
@@ -63,7 +65,9 @@ class ClassWeights(Contract):
     weights: dict[str, float] | None
 
     def for_keras(self) -> dict[int, float] | None:
-        return {int(label): weight for label, weight in self.weights.items()} if self.weights else None
+        return (
+            {int(label): weight for label, weight in self.weights.items()} if self.weights else None
+        )
 
 
 class ServedVariant(Contract):
