@@ -1,6 +1,7 @@
 import pytest
 
-from pipelines.registry import champion_lineage, format_history
+from pipelines.promotion import champion_lineage
+from pipelines.registry import format_history
 
 
 def event(action: str, to: str, alias: str = "champion", source: str | None = None) -> dict:

@@ -5,6 +5,7 @@ from sklearn import metrics
 from pipelines.config import EvaluateParams, RegisterParams
 from pipelines.errors import PipelineError
 from pipelines.evaluate import baseline_models, evaluate, pick_segment_column, segment_table
+from pipelines.lineage import git_commit
 from pipelines.metrics import (
     best_f1_threshold,
     expected_calibration_error,
@@ -13,7 +14,7 @@ from pipelines.metrics import (
     operating_points,
 )
 from pipelines.plots import render_bias_plots
-from pipelines.register import GateMetrics, gate_decision, git_commit
+from pipelines.promotion import GateMetrics, gate_decision
 
 RNG = np.random.default_rng(0)
 LABELS = (RNG.random(500) < 0.1).astype(int)

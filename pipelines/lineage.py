@@ -1,0 +1,153 @@
+"""Lineage: what ties a model version to the code, params, data and results that made it.
+
+The git commit, content hashes of the data files and DVC's output hashes (``dvc.lock``), the
+model's fingerprint, the Airflow run that scheduled it, and the execution's MLflow run
+contents (params, every stage's metrics, plots and reports). Register stamps these on the
+run and the model version; the registry's command line stamps the commit on a rollback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from pipelines import paths
+from pipelines.config import Params
+from pipelines.io import read_csv, read_json
+from pipelines.schema import schema_path
+
+HASHED_DATA = {
+    "raw": paths.RAW_SNAPSHOT,
+    "clean": paths.CLEAN,
+    "train": paths.SPLIT_TRAIN,
+    "val": paths.SPLIT_VAL,
+    "test": paths.SPLIT_TEST,
+}
+DVC_LOCK = Path("dvc.lock")
+STAGE_METRICS = {
+    "ingest": paths.INGEST_METRICS,
+    "validate": paths.VALIDATE_METRICS,
+    "split": paths.SPLIT_METRICS,
+    "rebalance": paths.REBALANCE_METRICS,
+    "augment": paths.AUGMENT_METRICS,
+    "train": paths.TRAIN_METRICS,
+    "evaluate": paths.EVALUATE_METRICS,
+    "quantize": paths.QUANTIZE_METRICS,
+}
+
+
+def git_commit() -> str:
+    """The checkout's commit; in an image without a git checkout, the commit it was built
+    from (``PIPELINE_GIT_COMMIT``, set by docker/pipeline.Dockerfile's ``GIT_COMMIT``)."""
+    return _git("rev-parse", "HEAD") or os.environ.get("PIPELINE_GIT_COMMIT") or "unknown"
+
+
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_fingerprint(threshold: float) -> str:
+    """Identifies the served model: Keras weights, feature transform and threshold."""
+    digest = hashlib.sha256()
+    for path in (paths.KERAS_MODEL, paths.FEATURE_TRANSFORM):
+        digest.update(file_md5(path).encode())
+    digest.update(repr(threshold).encode())
+    return digest.hexdigest()[:32]
+
+
+def dvc_output_hashes(lock: Path = DVC_LOCK) -> dict[str, str]:
+    """DVC's hash of every stage output, as ``dvc.<stage>.<path>`` tags; none before a repro."""
+    if not lock.exists():
+        return {}
+    hashes = {}
+    for stage, entry in (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).items():
+        for out in entry.get("outs", []):
+            if "md5" in out:
+                hashes[f"dvc.{stage}.{out['path']}"] = out["md5"]
+    return hashes
+
+
+def lineage_tags(params: Params) -> dict[str, str]:
+    """The run's lineage: commit and dirty flag, params hash, data MD5s, DVC hashes, Airflow."""
+    params_json = json.dumps(params.model_dump(mode="json", by_alias=True), sort_keys=True)
+    tags = {
+        "git_commit": git_commit(),
+        "git_dirty": str(bool(_git("status", "--porcelain", "--untracked-files=no"))).lower(),
+        "params_sha256": hashlib.sha256(params_json.encode()).hexdigest(),
+    }
+    for name, path in HASHED_DATA.items():
+        if path.exists():
+            tags[f"data.{name}.md5"] = file_md5(path)
+    tags |= dvc_output_hashes()
+    for key in ("AIRFLOW_CTX_DAG_ID", "AIRFLOW_CTX_DAG_RUN_ID"):
+        if os.environ.get(key):
+            tags[key.removeprefix("AIRFLOW_CTX_").lower()] = os.environ[key]
+    return tags
+
+
+def log_run_contents(params: Params, evaluation: dict) -> None:
+    """Log into the active MLflow run every stage's metrics, reports and plots, the params and
+    the lineage tags; ``evaluation`` is evaluate's metrics file, logged as ``test_*``."""
+    import mlflow
+
+    mlflow.set_tags(lineage_tags(params))
+    mlflow.log_params(flatten(params.model_dump(mode="json", by_alias=True)))
+    counts = read_json(paths.REBALANCE_METRICS)
+    mlflow.log_params(
+        flatten({"before": counts["before"], "after": counts["after"]}, "rebalance_counts.")
+    )
+    metrics = {f"test_{k}": v for k, v in evaluation.items() if _is_number(v)}
+    for stage, path in STAGE_METRICS.items():
+        if path.exists():
+            metrics |= {
+                f"{stage}.{k}": v for k, v in flatten(read_json(path)).items() if _is_number(v)
+            }
+            mlflow.log_artifact(str(path), "metrics")
+            mlflow.set_tag(f"stage.{stage}", "done")
+    mlflow.log_metrics(metrics)
+    history = read_csv(paths.TRAINING_HISTORY)
+    for _, row in history.iterrows():
+        mlflow.log_metrics(
+            {f"epoch.{k}": float(v) for k, v in row.items() if k != "epoch"}, step=int(row["epoch"])
+        )
+    mlflow.log_artifact(str(paths.TRAINING_HISTORY), "plots")
+    mlflow.log_artifacts(str(paths.PLOT_IMAGES), "plots")
+    mlflow.log_artifacts(str(paths.DATA_DOCS), "data_docs")
+    mlflow.log_artifact(str(schema_path(params.data)), "schema")
+    mlflow.log_artifact(str(paths.TFLITE_MODEL), "tflite")
+    mlflow.log_artifact(str(paths.QUANTIZE_TABLE), "tflite")
+    mlflow.log_artifact(str(paths.KERAS_MODEL), "float_model")
+    mlflow.log_artifact(str(paths.FEATURE_TRANSFORM), "float_model")
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(
+            ["git", *args], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
