@@ -17,10 +17,11 @@ import pandas as pd
 import pytest
 
 from pipelines import drift
+from pipelines.cleaning import clean_rows
 from pipelines.config import IngestParams
 from pipelines.errors import PipelineError
 from pipelines.ingest import ingest
-from pipelines.validate import clean_rows, validate
+from pipelines.validate import validate
 from tests.conftest import make_frame
 
 

@@ -2,9 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipelines.cleaning import clean_rows
 from pipelines.errors import PipelineError
 from pipelines.schema import UNKNOWN_CATEGORY
-from pipelines.validate import clean_rows, validate
+from pipelines.validate import validate
 
 
 def cfg(base, **changes):
