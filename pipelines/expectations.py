@@ -3,7 +3,8 @@
 Two suites: ``critical`` (columns, row count, the label's values and positive share; any
 failure stops the run) and ``row_level`` (ranges, categories, nulls, unique ids; reported in
 Data Docs, then repaired or quarantined by ``pipelines.cleaning``). Both run in one checkpoint
-and get one Data Docs build; each critical failure becomes one message.
+and get one Data Docs build. Each critical failure becomes one message that names its culprit:
+the column, and what was observed against what the schema expects.
 """
 
 from __future__ import annotations
@@ -201,19 +202,70 @@ def run_expectations(
 
 
 def describe_failure(outcome: Any) -> str:
-    """One line for a failed expectation: its column, and what was observed."""
+    """One line naming the culprit of a failed expectation: its column and what was observed."""
     config = outcome.expectation_config
     where = f"column {config.kwargs['column']!r}: " if config.kwargs.get("column") else ""
+    result = outcome.result or {}
+    error = _exception_message(outcome)
     if config.meta and "bound" in config.meta:
-        share = outcome.result.get("unexpected_percent")
-        if share is not None and config.type == "expect_column_values_to_be_in_set":
-            share = 100 - share
-        return f"{where}{config.meta['bound']} (observed {share:.3f}%)"
-    observed = outcome.result.get("observed_value")
-    unexpected = outcome.result.get("partial_unexpected_list")
-    detail = f"observed {observed}" if observed is not None else ""
-    if unexpected:
-        detail = f"{outcome.result.get('unexpected_count')} bad values such as {unexpected[:5]}"
-    if outcome.exception_info and outcome.exception_info.get("raised_exception"):
-        detail = outcome.exception_info.get("exception_message", "").splitlines()[0]
+        return f"{where}{config.meta['bound']} ({_observed_share(config.type, result, error)})"
+    if config.type == "expect_table_columns_to_match_set" and not error:
+        detail = _column_mismatch(config.kwargs.get("column_set"), result.get("observed_value"))
+    elif config.type == "expect_table_row_count_to_be_between" and not error:
+        detail = _row_count(config.kwargs, result.get("observed_value"))
+    elif config.type == "expect_column_distinct_values_to_contain_set" and not error:
+        absent = sorted(map(str, result.get("partial_missing_list") or []))
+        detail = f"no row has the value(s) {absent}"
+    else:
+        observed = result.get("observed_value")
+        unexpected = result.get("partial_unexpected_list")
+        detail = f"observed {observed}" if observed is not None else ""
+        if unexpected:
+            detail = f"{result.get('unexpected_count')} bad values such as {unexpected[:5]}"
+        if error:
+            detail = error
     return f"{where}{config.type} failed ({detail})".replace("()", "").strip()
+
+
+def _exception_message(outcome: Any) -> str:
+    """The first line of the error an expectation raised, or "" when it ran.
+
+    GX 1.x reports a failed metric as a mapping from the metric's id to its exception info,
+    and an expectation's own failure as that info directly.
+    """
+    info = outcome.exception_info or {}
+    raised = [info] if "raised_exception" in info else list(info.values())
+    for entry in raised:
+        if isinstance(entry, dict) and entry.get("raised_exception"):
+            return (entry.get("exception_message") or "raised an exception").splitlines()[0]
+    return ""
+
+
+def _observed_share(kind: str, result: dict, error: str) -> str:
+    # GX reports the share of non-null values outside the set; for the lower bound (values
+    # expected *in* the positive set) the positive share is its complement.
+    share = result.get("unexpected_percent")
+    if share is None:
+        return error or "not measured: the label has no non-null value"
+    if kind == "expect_column_values_to_be_in_set":
+        share = 100 - share
+    return f"observed {share:.3f}%"
+
+
+def _column_mismatch(expected: list[str] | None, observed: list[str] | None) -> str:
+    if observed is None:
+        return "no columns observed"
+    expected, observed = list(expected or []), list(observed)
+    missing = [name for name in expected if name not in observed]
+    extra = [name for name in observed if name not in expected]
+    parts = [f"missing {missing}"] if missing else []
+    parts += [f"extra {extra}"] if extra else []
+    return "; ".join(parts) or f"observed {observed}"
+
+
+def _row_count(kwargs: dict, observed: int | None) -> str:
+    low, high = kwargs.get("min_value"), kwargs.get("max_value")
+    bounds = " and ".join(
+        [f"at least {low}"] * (low is not None) + [f"at most {high}"] * (high is not None)
+    )
+    return f"observed {observed} rows, the schema allows {bounds or 'any number'}"

@@ -74,10 +74,14 @@ CATALOGUE = {
         "part.csv: has a header but no rows",
     ),
     "missing column": Case(
-        changed(lambda f: f.drop(columns="age")), "stops", "expect_table_columns_to_match_set"
+        changed(lambda f: f.drop(columns="age")),
+        "stops",
+        "expect_table_columns_to_match_set failed (missing ['age'])",
     ),
     "extra column": Case(
-        changed(lambda f: f.assign(surprise=1)), "stops", "expect_table_columns_to_match_set"
+        changed(lambda f: f.assign(surprise=1)),
+        "stops",
+        "expect_table_columns_to_match_set failed (extra ['surprise'])",
     ),
     "numbers as strings with commas": Case(
         changed(lambda f: f.assign(amount=f["amount"].map(lambda v: f"{v * 1000:,.2f}"))),
