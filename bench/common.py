@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from pipelines.cleaning import clean_rows
 from pipelines.config import DataParams, Params, load_params
 from pipelines.schema import Schema, infer_schema
 from pipelines.simulate import simulate_day
-from pipelines.validate import clean_rows
 
 
 def default_params() -> Params:

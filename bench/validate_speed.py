@@ -30,9 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import default_params  # noqa: E402
 from pipelines import drift  # noqa: E402
+from pipelines.cleaning import clean_rows, text_codes  # noqa: E402
 from pipelines.config import DataParams  # noqa: E402
+from pipelines.expectations import run_expectations  # noqa: E402
 from pipelines.schema import infer_schema  # noqa: E402
-from pipelines.validate import clean_rows, run_expectations, text_codes, validate  # noqa: E402
+from pipelines.validate import validate  # noqa: E402
 
 N_NUMERIC, N_CATEGORICAL = 20, 7
 

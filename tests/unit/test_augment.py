@@ -4,10 +4,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.augment import augment
+from pipelines.cleaning import clean_rows
 from pipelines.config import AugmentParams
 from pipelines.errors import PipelineError
 from pipelines.rebalance import ORIGIN_COLUMN
-from pipelines.validate import clean_rows
 
 
 def params(**changes) -> AugmentParams:

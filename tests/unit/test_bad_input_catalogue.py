@@ -17,10 +17,11 @@ import pandas as pd
 import pytest
 
 from pipelines import drift
+from pipelines.cleaning import clean_rows
 from pipelines.config import IngestParams
 from pipelines.errors import PipelineError
 from pipelines.ingest import ingest
-from pipelines.validate import clean_rows, validate
+from pipelines.validate import validate
 from tests.conftest import make_frame
 
 
@@ -73,10 +74,14 @@ CATALOGUE = {
         "part.csv: has a header but no rows",
     ),
     "missing column": Case(
-        changed(lambda f: f.drop(columns="age")), "stops", "expect_table_columns_to_match_set"
+        changed(lambda f: f.drop(columns="age")),
+        "stops",
+        "expect_table_columns_to_match_set failed (missing ['age'])",
     ),
     "extra column": Case(
-        changed(lambda f: f.assign(surprise=1)), "stops", "expect_table_columns_to_match_set"
+        changed(lambda f: f.assign(surprise=1)),
+        "stops",
+        "expect_table_columns_to_match_set failed (extra ['surprise'])",
     ),
     "numbers as strings with commas": Case(
         changed(lambda f: f.assign(amount=f["amount"].map(lambda v: f"{v * 1000:,.2f}"))),

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from pipelines import drift
+from pipelines.cleaning import clean_rows
 from pipelines.errors import PipelineError
-from pipelines.validate import clean_rows, validate
+from pipelines.validate import validate
 from tests.conftest import make_frame
 
 

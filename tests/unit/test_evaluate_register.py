@@ -142,7 +142,7 @@ def test_cost_objective_needs_a_cost():
 
 
 def test_baselines_learn_the_signal(schema, validate_params):
-    from pipelines.validate import clean_rows
+    from pipelines.cleaning import clean_rows
     from tests.conftest import make_frame
 
     clean = clean_rows(make_frame(n=3000, seed=5), schema, validate_params).clean
@@ -156,7 +156,7 @@ def test_baselines_learn_the_signal(schema, validate_params):
 
 @pytest.fixture
 def evaluated_inputs(schema, validate_params):
-    from pipelines.validate import clean_rows
+    from pipelines.cleaning import clean_rows
     from tests.conftest import make_frame
 
     clean = clean_rows(make_frame(n=3000, seed=5), schema, validate_params).clean

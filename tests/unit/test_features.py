@@ -33,8 +33,8 @@ def test_transform_standardises_clips_and_one_hot_encodes(frame, schema, tmp_pat
 
 
 def test_boolean_categoricals_match_between_clean_and_raw(data_params, validate_params):
+    from pipelines.cleaning import clean_rows
     from pipelines.schema import infer_schema
-    from pipelines.validate import clean_rows
 
     raw = pd.DataFrame({"flag": [True, False] * 50, "x": np.arange(100.0), "label": [0, 1] * 50})
     schema = infer_schema(raw, data_params, 10, 0.5, 10)

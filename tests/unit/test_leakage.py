@@ -6,9 +6,9 @@ import pytest
 import yaml
 
 from pipelines import augment, paths, rebalance
+from pipelines.cleaning import clean_rows
 from pipelines.config import load_params
 from pipelines.schema import save_schema, schema_path
-from pipelines.validate import clean_rows
 
 REPO = Path(__file__).resolve().parents[2]
 

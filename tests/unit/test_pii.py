@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 
 from pipelines.errors import PipelineError
+from pipelines.pii import PII_SALT_ENV
 from pipelines.schema import ColumnSchema, infer_schema, load_schema, save_schema
-from pipelines.validate import PII_SALT_ENV, validate
+from pipelines.validate import validate
 from tests.conftest import make_frame
 
 

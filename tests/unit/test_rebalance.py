@@ -4,10 +4,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipelines.cleaning import clean_rows
 from pipelines.config import RebalanceParams
 from pipelines.errors import PipelineError
 from pipelines.rebalance import ORIGIN_COLUMN, class_weights, rebalance
-from pipelines.validate import clean_rows
 from tests.conftest import make_frame
 
 OVERSAMPLERS = ["smote", "smote_nc", "borderline_smote", "adasyn", "smote_tomek", "smote_enn"]

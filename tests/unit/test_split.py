@@ -1,10 +1,10 @@
 import pandas as pd
 import pytest
 
+from pipelines.cleaning import clean_rows
 from pipelines.config import SplitParams
 from pipelines.errors import PipelineError
 from pipelines.split import split, split_report
-from pipelines.validate import clean_rows
 
 
 def params(**changes) -> SplitParams:

@@ -1,10 +1,14 @@
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from pipelines.cleaning import clean_rows
 from pipelines.errors import PipelineError
+from pipelines.expectations import describe_failure
 from pipelines.schema import UNKNOWN_CATEGORY
-from pipelines.validate import clean_rows, validate
+from pipelines.validate import validate
 
 
 def cfg(base, **changes):
@@ -23,9 +27,12 @@ def test_clean_frame_passes_and_label_becomes_binary(frame, schema, validate_par
     [
         (
             lambda f: f.drop(columns="age"),
-            "expect_table_columns_to_match_set failed (observed ['amount', 'color'",
+            "expect_table_columns_to_match_set failed (missing ['age'])",
         ),
-        (lambda f: f.assign(extra=1), "expect_table_columns_to_match_set"),
+        (
+            lambda f: f.assign(extra=1),
+            "expect_table_columns_to_match_set failed (extra ['extra'])",
+        ),
         (
             lambda f: f.assign(label=f["label"].astype("float").where(f.index > 3)),
             "column 'label': expect_column_values_to_not_be_null",
@@ -48,6 +55,94 @@ def test_critical_problems_stop_with_the_column_named(
     with pytest.raises(PipelineError) as error:
         validate(break_it(frame), schema, validate_params, tmp_path)
     assert message.lower() in str(error.value).lower()
+
+
+def test_a_missing_label_column_is_named_rather_than_crashing(
+    frame, schema, validate_params, tmp_path
+):
+    # Issue 16: the positive-share message crashed formatting a share of None.
+    with pytest.raises(PipelineError) as error:
+        validate(frame.drop(columns="label"), schema, validate_params, tmp_path)
+    message = str(error.value)
+    assert "expect_table_columns_to_match_set failed (missing ['label'])" in message
+    assert "column 'label': positive share below min_positive_share" in message
+    assert 'The column "label" in BatchData does not exist' in message
+
+
+def outcome(kind, kwargs=None, result=None, exception_info=None, meta=None):
+    config = SimpleNamespace(type=kind, kwargs=kwargs or {}, meta=meta)
+    return SimpleNamespace(expectation_config=config, result=result, exception_info=exception_info)
+
+
+@pytest.mark.parametrize(
+    ("failed", "message"),
+    [
+        (
+            outcome(
+                "expect_column_values_to_be_in_set",
+                {"column": "label"},
+                {"unexpected_percent": None},
+                meta={"bound": "positive share below min_positive_share=0.01"},
+            ),
+            "column 'label': positive share below min_positive_share=0.01 (not measured",
+        ),
+        (
+            outcome(
+                "expect_column_values_to_not_be_in_set",
+                {"column": "label"},
+                None,
+                {"raised_exception": True, "exception_message": None},
+                meta={"bound": "positive share above max_positive_share=0.5"},
+            ),
+            "column 'label': positive share above max_positive_share=0.5 (raised an exception)",
+        ),
+        (
+            outcome(
+                "expect_column_values_to_be_in_set",
+                {"column": "label"},
+                {"unexpected_percent": 99.5},
+                meta={"bound": "positive share below min_positive_share=0.01"},
+            ),
+            "positive share below min_positive_share=0.01 (observed 0.500%)",
+        ),
+        (
+            outcome(
+                "expect_table_columns_to_match_set",
+                {"column_set": ["a", "b", "label"]},
+                {"observed_value": ["label", "a", "c"]},
+            ),
+            "expect_table_columns_to_match_set failed (missing ['b']; extra ['c'])",
+        ),
+        (
+            outcome("expect_table_columns_to_match_set", {"column_set": ["a"]}, {}),
+            "expect_table_columns_to_match_set failed (no columns observed)",
+        ),
+        (
+            outcome(
+                "expect_table_row_count_to_be_between",
+                {"min_value": 10, "max_value": None},
+                {"observed_value": None},
+            ),
+            "expect_table_row_count_to_be_between failed (observed None rows, the schema allows "
+            "at least 10)",
+        ),
+        (
+            outcome(
+                "expect_column_distinct_values_to_contain_set",
+                {"column": "label"},
+                {"observed_value": None, "partial_missing_list": ["1"]},
+            ),
+            "column 'label': expect_column_distinct_values_to_contain_set failed "
+            "(no row has the value(s) ['1'])",
+        ),
+        (
+            outcome("expect_column_values_to_not_be_null", {"column": "label"}, None),
+            "column 'label': expect_column_values_to_not_be_null failed",
+        ),
+    ],
+)
+def test_every_failure_message_names_its_culprit_and_never_crashes(failed, message):
+    assert message in describe_failure(failed)
 
 
 def dirty(frame):
