@@ -1,7 +1,8 @@
 """Typed models of ``params.yaml``.
 
 Each stage reads only its own section. Every model forbids unknown keys, so a typo fails
-before any work starts, and the error names the key at fault.
+before any work starts, and the error names the key at fault. What each key means is
+documented once, in the comments of ``params.yaml``; the models here state types and bounds.
 """
 
 from __future__ import annotations
