@@ -20,7 +20,8 @@ most ``max_recall_drop``, no test probability moves more than ``parity_tolerance
 batch-1 latency is at most ``max_latency_ratio`` times the float32 TFLite model's (measured in
 alternating windows, so that machine load hits both alike). The eligible variant that
 ``serving_policy`` prefers (smallest file, or lowest measured batch-1 latency) becomes
-``model.tflite``; with none eligible the float model stays the serving one.
+``model.tflite``; with none eligible the float model stays the serving one. The choice reaches
+register as ``contracts.ServedVariant``.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ import pandas as pd
 
 from pipelines import paths
 from pipelines.config import QuantizeParams, load_params
+from pipelines.contracts import DecisionThreshold, ServedVariant
 from pipelines.features import FeatureTransform
-from pipelines.io import atomic_path, read_json, read_parquet, write_json_atomic, write_text_atomic
+from pipelines.io import atomic_path, read_parquet, write_json_atomic, write_text_atomic
 from pipelines.metrics import quality
 from pipelines.schema import load_schema, schema_path
 from pipelines.stage import run_stage
@@ -211,7 +213,7 @@ def main() -> None:
         train[schema.target].to_numpy(),
         transform.transform(test),
         test[schema.target].to_numpy(),
-        float(read_json(paths.EVALUATE_METRICS)["threshold"]),
+        DecisionThreshold.load().threshold,
         cfg,
         params.seed,
         transform.code_columns,
@@ -228,6 +230,7 @@ def main() -> None:
     report["tflite_file_variant"] = kept
     with atomic_path(paths.TFLITE_MODEL) as tmp:
         tmp.write_bytes(built[kept])
+    ServedVariant(serving_artifact=serving, tflite_file_variant=kept).write()
     write_json_atomic(report, paths.QUANTIZE_METRICS)
     write_text_atomic(markdown_table(report), paths.QUANTIZE_TABLE)
     log.info("quantization gate:\n%s", comparison_table(report).round(4).to_string(index=False))
