@@ -1,7 +1,8 @@
 """Evaluate: honest metrics of the trained model on the untouched test split.
 
 The decision threshold is chosen on the validation split (maximum F1, or minimum expected
-cost from ``evaluate.cost_fp`` / ``cost_fn``) and only then applied to test. Writes test
+cost from ``evaluate.cost_fp`` / ``cost_fn``) and only then applied to test; later stages read
+it from ``contracts.DecisionThreshold``, not from the metrics file. Writes test
 metrics (PR-AUC first), recall at a fixed precision and precision at a fixed recall, the same
 metrics for two baselines fitted on the same training split (class-weighted logistic
 regression and HistGradientBoosting), curves, per-segment and noise-robustness metrics as DVC
@@ -19,6 +20,7 @@ import pandas as pd
 
 from pipelines import metrics, paths
 from pipelines.config import EvaluateParams, load_params
+from pipelines.contracts import DecisionThreshold
 from pipelines.errors import PipelineError
 from pipelines.features import FeatureTransform
 from pipelines.io import atomic_dir, read_csv, read_parquet, write_csv_atomic, write_json_atomic
@@ -28,6 +30,9 @@ from pipelines.stage import run_stage
 from pipelines.tf_runtime import load_keras_model, predict_proba
 
 log = logging.getLogger(__name__)
+
+# The decision threshold's contract names the rule that chose it, readable without params.yaml.
+THRESHOLD_METHODS = {"f1": "max_f1", "cost": "min_cost"}
 
 
 def baseline_models(train: pd.DataFrame, schema, seed: int) -> dict:
@@ -252,6 +257,9 @@ def main() -> None:
     with atomic_dir(paths.PLOT_IMAGES) as out:
         render_plots(tables, read_csv(paths.TRAINING_HISTORY), report, out)
     write_json_atomic(report, paths.EVALUATE_METRICS)
+    DecisionThreshold(
+        threshold=report["threshold"], method=THRESHOLD_METHODS[cfg.threshold_objective]
+    ).write()
     log.info(
         "test PR-AUC %.4f, ROC-AUC %.4f, F1 %.4f at threshold %.4f (chosen on validation by %s)",
         report["pr_auc"],

@@ -18,9 +18,12 @@ unquantized float32 TFLite conversion is measured too, as the size and speed ref
 variant is eligible only if its PR-AUC drop is at most ``max_pr_auc_drop``, its recall drop at
 most ``max_recall_drop``, no test probability moves more than ``parity_tolerance``, and its
 batch-1 latency is at most ``max_latency_ratio`` times the float32 TFLite model's (measured in
-alternating windows, so that machine load hits both alike). The eligible variant that
-``serving_policy`` prefers (smallest file, or lowest measured batch-1 latency) becomes
-``model.tflite``; with none eligible the float model stays the serving one.
+alternating windows, so that machine load hits both alike). Each check is a
+``gates.GateResult``; a variant's ``gate`` in quantize.json gives the reasons of the checks it
+failed (of every check when it passed), each with the measured value and the limit. The eligible variant that ``serving_policy`` prefers
+(smallest file, or lowest measured batch-1 latency) becomes ``model.tflite``; with none
+eligible the float model stays the serving one. The choice reaches register as
+``contracts.ServedVariant``.
 """
 
 from __future__ import annotations
@@ -31,10 +34,11 @@ import time
 import numpy as np
 import pandas as pd
 
-from pipelines import paths
+from pipelines import gates, paths
 from pipelines.config import QuantizeParams, load_params
+from pipelines.contracts import DecisionThreshold, ServedVariant
 from pipelines.features import FeatureTransform
-from pipelines.io import atomic_path, read_json, read_parquet, write_json_atomic, write_text_atomic
+from pipelines.io import atomic_path, read_parquet, write_json_atomic, write_text_atomic
 from pipelines.metrics import quality
 from pipelines.schema import load_schema, schema_path
 from pipelines.stage import run_stage
@@ -87,17 +91,36 @@ def quantization_aware(
     return aware
 
 
+# Each check: its name (the variant's report key), how a reason says it, and its quantize.* limit.
+CHECKS = (
+    ("pr_auc_drop", "PR-AUC drop", "max_pr_auc_drop"),
+    ("recall_drop", "recall drop", "max_recall_drop"),
+    ("max_abs_diff", "max |diff|", "parity_tolerance"),
+    ("latency_ratio", "latency ratio", "max_latency_ratio"),
+)
+
+
+def variant_checks(name: str, entry: dict, cfg: QuantizeParams) -> list[gates.GateResult]:
+    """The gate's checks of one measured variant, each reason naming the variant, the measured
+    value and the limit (e.g. "int8: max |diff| 0.1415 > parity_tolerance 0.1")."""
+    checks = []
+    for key, label, limit_key in CHECKS:
+        measured, limit = entry[key], getattr(cfg, limit_key)
+        verdict = "<=" if measured <= limit else ">"
+        reason = f"{name}: {label} {measured:.4f} {verdict} {limit_key} {limit:g}"
+        checks.append(gates.at_most(key, measured, limit, reason))
+    return checks
+
+
 def gate(variants: dict[str, dict], reference: dict[str, float], cfg: QuantizeParams) -> str:
-    """Mark each variant eligible or not; return the serving choice per ``serving_policy``."""
-    for entry in variants.values():
+    """Mark each variant eligible or not, with the reasons under ``gate``; return the serving
+    choice per ``serving_policy``."""
+    for name, entry in variants.items():
         entry["pr_auc_drop"] = reference["pr_auc"] - entry["pr_auc"]
         entry["recall_drop"] = reference["recall"] - entry["recall"]
-        entry["eligible"] = bool(
-            entry["pr_auc_drop"] <= cfg.max_pr_auc_drop
-            and entry["recall_drop"] <= cfg.max_recall_drop
-            and entry["max_abs_diff"] <= cfg.parity_tolerance
-            and entry["latency_ratio"] <= cfg.max_latency_ratio
-        )
+        checks = variant_checks(name, entry, cfg)
+        entry["eligible"] = gates.passed(checks)
+        entry["gate"] = gates.explain(checks)
     eligible = [name for name, entry in variants.items() if entry["eligible"]]
     if not eligible:
         return "float"
@@ -211,7 +234,7 @@ def main() -> None:
         train[schema.target].to_numpy(),
         transform.transform(test),
         test[schema.target].to_numpy(),
-        float(read_json(paths.EVALUATE_METRICS)["threshold"]),
+        DecisionThreshold.load().threshold,
         cfg,
         params.seed,
         transform.code_columns,
@@ -228,9 +251,17 @@ def main() -> None:
     report["tflite_file_variant"] = kept
     with atomic_path(paths.TFLITE_MODEL) as tmp:
         tmp.write_bytes(built[kept])
+    ServedVariant(serving_artifact=serving, tflite_file_variant=kept).write()
     write_json_atomic(report, paths.QUANTIZE_METRICS)
     write_text_atomic(markdown_table(report), paths.QUANTIZE_TABLE)
-    log.info("quantization gate:\n%s", comparison_table(report).round(4).to_string(index=False))
+    log.info(
+        "quantization gate:\n%s\n%s",
+        comparison_table(report).round(4).to_string(index=False),
+        "\n".join(
+            f"{'pass' if entry['eligible'] else 'fail'}: {entry['gate']}"
+            for entry in report["variants"].values()
+        ),
+    )
     log.info("serving artifact: %s", serving)
 
 

@@ -125,6 +125,9 @@ def test_the_gate_rejects_a_deliberately_degraded_variant(trained):
     }
     assert gate(variants, reference, CFG) == "float"
     assert variants["dynamic_range"]["eligible"] is False
+    # The recorded reason names the variant and only the checks it failed.
+    reasons = variants["dynamic_range"]["gate"].split("; ")
+    assert all(r.startswith("dynamic_range: ") and " > " in r for r in reasons)
 
 
 def test_int8_input_range_holds_every_categorical_code():

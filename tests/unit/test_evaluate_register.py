@@ -256,6 +256,44 @@ def test_quantization_gate_serves_the_smallest_variant_within_every_tolerance():
     assert gate(variants, reference, tolerant) == "tiny"
 
 
+def test_quantization_gate_reasons_name_the_failed_check_and_the_variant():
+    from pipelines.config import QuantizeParams
+    from pipelines.quantize import gate
+
+    cfg = QuantizeParams(
+        variants=["dynamic_range", "int8", "qat"],
+        max_pr_auc_drop=0.01,
+        max_recall_drop=0.02,
+        parity_tolerance=0.1,
+        max_latency_ratio=1.05,
+        serving_policy="smallest",
+        representative_rows=10,
+        qat_epochs=1,
+        qat_learning_rate=0.001,
+    )
+    reference = {"pr_auc": 0.50, "recall": 0.60}
+
+    def variant(size, pr_auc, diff, slower):
+        measured = {"pr_auc": pr_auc, "recall": 0.60, "max_abs_diff": diff}
+        return measured | {"bytes": size, "latency_batch1_ms": 0.01, "latency_ratio": slower}
+
+    variants = {
+        "dynamic_range": variant(800, 0.499, diff=0.01, slower=0.9),
+        "int8": variant(600, 0.499, diff=0.1415, slower=0.9),  # one probability moved a lot
+        "qat": variant(500, 0.47, diff=0.01, slower=1.2),  # less accurate and slower
+    }
+    assert gate(variants, reference, cfg) == "dynamic_range"
+    assert variants["int8"]["gate"] == "int8: max |diff| 0.1415 > parity_tolerance 0.1"
+    assert variants["qat"]["gate"] == (
+        "qat: PR-AUC drop 0.0300 > max_pr_auc_drop 0.01; "
+        "qat: latency ratio 1.2000 > max_latency_ratio 1.05"
+    )
+    # A variant that passes every check shows every check's reason.
+    passing = variants["dynamic_range"]["gate"].split("; ")
+    assert len(passing) == 4 and all(r.startswith("dynamic_range: ") for r in passing)
+    assert all(" <= " in reason for reason in passing)
+
+
 def test_latency_ratio_tells_a_slower_call_from_a_faster_one():
     from pipelines.tflite import latency_ratio
 
