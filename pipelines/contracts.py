@@ -52,7 +52,8 @@ class DecisionThreshold(Contract):
     PATH: ClassVar[Path] = paths.DECISION_THRESHOLD
     WRITTEN_BY: ClassVar[str] = "evaluate"
 
-    threshold: float = Field(ge=0.0, le=1.0)
+    # Above 1 when flagging nothing is cheapest (min-cost objective on a saturated score).
+    threshold: float = Field(ge=0.0)
     method: str
 
 

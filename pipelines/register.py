@@ -30,6 +30,7 @@ import pandas as pd
 
 from pipelines import metrics, paths, promotion, tracking
 from pipelines.config import Params, RegisterParams, load_params
+from pipelines.contracts import DecisionThreshold, ServedVariant
 from pipelines.errors import PipelineError, brief
 from pipelines.io import read_json, read_parquet, write_json_atomic
 from pipelines.lineage import file_md5, git_commit, log_run_contents, model_fingerprint
@@ -52,8 +53,9 @@ class Inputs:
 
     schema: Schema
     test: pd.DataFrame
-    evaluation: dict  # evaluate's test metrics and the decision threshold served
-    quantization: dict  # quantize's choice of served artifact
+    evaluation: dict  # evaluate's test metrics, logged to the run
+    threshold: DecisionThreshold
+    served: ServedVariant
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,8 @@ def read_inputs(params: Params) -> Inputs:
         schema=load_schema(schema_path(params.data)),
         test=read_parquet(paths.SPLIT_TEST),
         evaluation=read_json(paths.EVALUATE_METRICS),
-        quantization=read_json(paths.QUANTIZE_METRICS),
+        threshold=DecisionThreshold.load(),
+        served=ServedVariant.load(),
     )
 
 
@@ -158,7 +161,7 @@ def _logged_version(
     from mlflow.exceptions import MlflowException
 
     cfg = params.register_
-    fingerprint = model_fingerprint(inputs.evaluation["threshold"])
+    fingerprint = model_fingerprint(inputs.threshold.threshold)
     try:
         log_run_contents(params, inputs.evaluation)
         version = _find_version(client, cfg.model_name, run_id, fingerprint)
@@ -293,7 +296,7 @@ def _register_version(
 ) -> ModelVersion:
     import mlflow
 
-    threshold = inputs.evaluation["threshold"]
+    threshold = inputs.threshold.threshold
     log.info("logging the pyfunc model")
     info = log_pyfunc(threshold, inputs.test, inputs.schema)
     return mlflow.register_model(
@@ -304,8 +307,8 @@ def _register_version(
             "model_fingerprint": fingerprint,
             "data_md5": file_md5(paths.CLEAN),
             "test_split_md5": file_md5(paths.SPLIT_TEST),
-            "quantization": inputs.quantization["serving_artifact"],
-            "tflite_file": inputs.quantization["tflite_file_variant"],
+            "quantization": inputs.served.serving_artifact,
+            "tflite_file": inputs.served.tflite_file_variant,
             "threshold": f"{threshold:.6f}",
             "git_commit": git_commit(),
         },

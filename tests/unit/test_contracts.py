@@ -34,7 +34,7 @@ def test_a_missing_contract_names_its_path_and_the_stage_that_writes_it():
 @pytest.mark.parametrize(
     "payload, culprit",
     [
-        ({"threshold": 1.5, "method": "max_f1"}, "threshold"),
+        ({"threshold": -0.5, "method": "max_f1"}, "threshold"),
         ({"method": "max_f1"}, "threshold"),
         ({"threshold": 0.5, "method": "max_f1", "extra": 1}, "extra"),
     ],
