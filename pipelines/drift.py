@@ -69,6 +69,11 @@ def _binned(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 
 def _category_shares(series: pd.Series) -> dict[str, float]:
+    if series.dtype.kind in "biu":
+        # Integers and booleans (the 0/1 label) have no nulls and one spelling each: count
+        # them as numbers, not as a million strings.
+        shares = series.value_counts(normalize=True)
+        return {str(k): float(shares[k]) for k in sorted(shares.index, key=str)}
     shares = series.astype(str).value_counts(normalize=True).sort_index()
     return {str(k): float(v) for k, v in shares.items()}
 
