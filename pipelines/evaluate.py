@@ -25,7 +25,7 @@ from pipelines.errors import PipelineError
 from pipelines.features import FeatureTransform
 from pipelines.io import atomic_dir, read_csv, read_parquet, write_csv_atomic, write_json_atomic
 from pipelines.plots import render_plots
-from pipelines.schema import Schema, load_schema, schema_path
+from pipelines.schema import Schema, load_enforced_schema
 from pipelines.stage import run_stage
 from pipelines.tf_runtime import load_keras_model, predict_proba
 
@@ -227,7 +227,7 @@ def evaluate(
 def main() -> None:
     params = load_params()
     cfg: EvaluateParams = params.evaluate
-    schema = load_schema(schema_path(params.data))
+    schema = load_enforced_schema()
     model = load_keras_model(paths.KERAS_MODEL)
     transform = FeatureTransform.load(paths.FEATURE_TRANSFORM)
     splits = {

@@ -19,7 +19,6 @@ import yaml
 from pipelines import paths
 from pipelines.config import Params
 from pipelines.io import read_csv, read_json
-from pipelines.schema import schema_path
 
 HASHED_DATA = {
     "raw": paths.RAW_SNAPSHOT,
@@ -122,7 +121,7 @@ def log_run_contents(params: Params, evaluation: dict) -> None:
     mlflow.log_artifact(str(paths.TRAINING_HISTORY), "plots")
     mlflow.log_artifacts(str(paths.PLOT_IMAGES), "plots")
     mlflow.log_artifacts(str(paths.DATA_DOCS), "data_docs")
-    mlflow.log_artifact(str(schema_path(params.data)), "schema")
+    mlflow.log_artifact(str(paths.ENFORCED_SCHEMA), "schema")
     mlflow.log_artifact(str(paths.TFLITE_MODEL), "tflite")
     mlflow.log_artifact(str(paths.QUANTIZE_TABLE), "tflite")
     mlflow.log_artifact(str(paths.KERAS_MODEL), "float_model")

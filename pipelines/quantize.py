@@ -40,7 +40,7 @@ from pipelines.contracts import DecisionThreshold, ServedVariant
 from pipelines.features import FeatureTransform
 from pipelines.io import atomic_path, read_parquet, write_json_atomic, write_text_atomic
 from pipelines.metrics import quality
-from pipelines.schema import load_schema, schema_path
+from pipelines.schema import load_enforced_schema
 from pipelines.stage import run_stage
 from pipelines.tf_runtime import load_keras_model, predict_proba, tensorflow
 from pipelines.tflite import (
@@ -224,7 +224,7 @@ def markdown_table(report: dict) -> str:
 def main() -> None:
     params = load_params()
     cfg = params.quantize
-    schema = load_schema(schema_path(params.data))
+    schema = load_enforced_schema()
     model = load_keras_model(paths.KERAS_MODEL)
     transform = FeatureTransform.load(paths.FEATURE_TRANSFORM)
     train, test = read_parquet(paths.AUGMENTED_TRAIN), read_parquet(paths.SPLIT_TEST)

@@ -36,7 +36,7 @@ from pipelines.io import read_json, read_parquet, write_json_atomic
 from pipelines.lineage import file_md5, git_commit, log_run_contents, model_fingerprint
 from pipelines.packaging import log_pyfunc
 from pipelines.promotion import CHALLENGER, CHAMPION, GATE_METRICS, GateMetrics, gate_decision
-from pipelines.schema import Schema, load_schema, schema_path
+from pipelines.schema import Schema, load_enforced_schema
 from pipelines.stage import run_stage
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ def register(params: Params) -> dict:
 def read_inputs(params: Params) -> Inputs:
     """The earlier stages' outputs register needs, read once."""
     return Inputs(
-        schema=load_schema(schema_path(params.data)),
+        schema=load_enforced_schema(),
         test=read_parquet(paths.SPLIT_TEST),
         evaluation=read_json(paths.EVALUATE_METRICS),
         threshold=DecisionThreshold.load(),

@@ -299,6 +299,27 @@ def load_schema(path: Path) -> Schema:
         raise PipelineError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from exc
 
 
+def load_enforced_schema() -> Schema:
+    """The schema validate enforced on this run's data: what every stage after it reads.
+
+    Later stages never look the dataset's schema file up by ``data.source``, so renaming the
+    source or editing ``data:`` reruns them only through validate."""
+    if not paths.ENFORCED_SCHEMA.exists():
+        raise PipelineError(
+            f"{paths.ENFORCED_SCHEMA}: missing; run the validate stage first (dvc repro)"
+        )
+    return load_schema(paths.ENFORCED_SCHEMA)
+
+
+def publish_enforced_schema(schema: Schema) -> None:
+    header = (
+        "# Written by the validate stage: the schema it enforced on data/validated/clean.parquet.\n"
+        "# Do not edit this copy; edit the dataset's schema in data/schemas/ instead.\n"
+    )
+    body = yaml.safe_dump(schema.model_dump(exclude_none=True), sort_keys=False)
+    write_text_atomic(header + body, paths.ENFORCED_SCHEMA)
+
+
 def save_schema(schema: Schema, path: Path) -> None:
     header = (
         "# Inferred by the validate stage; review and edit it. Validation enforces this file.\n"

@@ -21,7 +21,7 @@ from pipelines import paths
 from pipelines.config import SplitParams, load_params
 from pipelines.errors import PipelineError
 from pipelines.io import read_parquet, write_json_atomic, write_parquet_atomic
-from pipelines.schema import Schema, load_schema, schema_path
+from pipelines.schema import Schema, load_enforced_schema
 from pipelines.stage import run_stage
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ def split_report(parts: dict[str, pd.DataFrame], schema: Schema, cfg: SplitParam
 
 def main() -> None:
     params = load_params()
-    schema = load_schema(schema_path(params.data))
+    schema = load_enforced_schema()
     clean = read_parquet(paths.CLEAN)
     train, val, test = split(clean, schema, params.split, params.seed)
     for part, path in (

@@ -37,7 +37,7 @@ from pipelines.distribution import (
 from pipelines.features import FeatureTransform
 from pipelines.io import atomic_dir, read_json, read_parquet, write_csv_atomic, write_json_atomic
 from pipelines.model import build_model, dtype_policy, embedding_dim, float32_copy
-from pipelines.schema import Schema, load_schema, schema_path
+from pipelines.schema import Schema, load_enforced_schema
 from pipelines.stage import run_stage
 from pipelines.tf_runtime import tensorflow
 
@@ -289,7 +289,7 @@ def train(
 
 def main() -> None:
     params = load_params()
-    schema = load_schema(schema_path(params.data))
+    schema = load_enforced_schema()
     result = train(
         read_parquet(paths.AUGMENTED_TRAIN),
         read_parquet(paths.SPLIT_VAL),

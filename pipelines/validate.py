@@ -45,6 +45,7 @@ from pipelines.schema import (
     Schema,
     infer_schema,
     load_schema,
+    publish_enforced_schema,
     reference_path,
     save_schema,
     schema_path,
@@ -225,6 +226,7 @@ def main() -> None:
         {"fingerprint": fingerprint, "partitions": entries}, paths.ACCEPTED_PARTITIONS
     )
     write_json_atomic(drift.profile(clean, schema), reference_file)
+    publish_enforced_schema(schema)
     report = _report(params, schema, inferred, reuse, (raw, clean, quarantine), cleaned, reference)
     write_json_atomic(report, paths.VALIDATE_METRICS)
     log.info(

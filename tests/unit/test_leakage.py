@@ -20,6 +20,7 @@ def project(tmp_path, monkeypatch, frame, schema, validate_params):
     params["data"] = {"source": "data/landing", "target": "label", "positive_label": 1}
     Path("params.yaml").write_text(yaml.safe_dump(params))
     save_schema(schema, schema_path(load_params().data))
+    save_schema(schema, paths.ENFORCED_SCHEMA)
     clean = clean_rows(frame, schema, validate_params).clean
     for path in (paths.SPLIT_TRAIN, paths.SPLIT_VAL, paths.SPLIT_TEST):
         path.parent.mkdir(parents=True, exist_ok=True)
