@@ -27,12 +27,12 @@ from pipelines import paths
 from pipelines.config import RebalanceParams, load_params
 from pipelines.errors import PipelineError
 from pipelines.io import read_parquet, write_json_atomic, write_parquet_atomic
+from pipelines.origin import ORIGIN_COLUMN, REBALANCE, with_origin
 from pipelines.schema import Schema, load_schema, schema_path
 from pipelines.stage import run_stage
 
 log = logging.getLogger(__name__)
 
-ORIGIN_COLUMN = "_origin"
 OVERSAMPLERS = {"smote", "smote_nc", "borderline_smote", "adasyn", "smote_tomek", "smote_enn"}
 
 
@@ -54,9 +54,7 @@ def rebalance(
 ) -> tuple[pd.DataFrame, dict]:
     """Return the rebalanced training split and a report of what changed."""
     target = schema.target
-    train = train.copy()
-    if ORIGIN_COLUMN not in train.columns:
-        train[ORIGIN_COLUMN] = "original"
+    train = with_origin(train)
     before = class_counts(train, target)
     report = {
         "strategy": cfg.strategy,
@@ -90,8 +88,8 @@ def rebalance(
         out = _oversample(train, schema, cfg, k, seed)
     report.update(
         after=class_counts(out, target),
-        rows_synthetic=int((out[ORIGIN_COLUMN] == "rebalance").sum()),
-        rows_removed=int(len(train) - (out[ORIGIN_COLUMN] != "rebalance").sum()),
+        rows_synthetic=int((out[ORIGIN_COLUMN] == REBALANCE).sum()),
+        rows_removed=int(len(train) - (out[ORIGIN_COLUMN] != REBALANCE).sum()),
         seconds=round(time.perf_counter() - started, 3),
     )
     return out.reset_index(drop=True), report
@@ -178,7 +176,7 @@ def _oversample(
     # imbalanced-learn's oversamplers return the original rows first, then the synthetic ones.
     synthetic = encoding.decode(resampled[len(train) :], train)
     synthetic[target] = resampled_labels[len(train) :]
-    synthetic[ORIGIN_COLUMN] = "rebalance"
+    synthetic[ORIGIN_COLUMN] = REBALANCE
     for column in train.columns.difference(synthetic.columns):
         synthetic[column] = pd.Series(pd.NA, index=synthetic.index).astype(train[column].dtype)
     combined = pd.concat(

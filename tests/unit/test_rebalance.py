@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 from pipelines.cleaning import clean_rows
 from pipelines.config import RebalanceParams
 from pipelines.errors import PipelineError
-from pipelines.rebalance import ORIGIN_COLUMN, class_weights, rebalance
+from pipelines.origin import ORIGIN_COLUMN
+from pipelines.rebalance import class_weights, rebalance
 from tests.conftest import make_frame
 
 OVERSAMPLERS = ["smote", "smote_nc", "borderline_smote", "adasyn", "smote_tomek", "smote_enn"]
