@@ -26,6 +26,7 @@ import pandas as pd
 from pipelines import paths
 from pipelines.config import RebalanceParams, load_params
 from pipelines.errors import PipelineError
+from pipelines.features import category_codes
 from pipelines.io import read_parquet, write_json_atomic, write_parquet_atomic
 from pipelines.origin import ORIGIN_COLUMN, REBALANCE, with_origin
 from pipelines.schema import Schema, load_schema, schema_path
@@ -125,7 +126,14 @@ def _random_under(train: pd.DataFrame, target: str, ratio: float, seed: int) -> 
 
 
 class _Encoding:
-    """Numeric features standardised, categoricals one-hot, and the way back."""
+    """Numeric features standardised, categoricals one-hot, and the way back.
+
+    Not the model's ``FeatureTransform``, though both encode categories through
+    ``features.category_codes``: SMOTE must interpolate and decode back to the training
+    units, so here numbers are neither clipped nor imputed, and a category's vocabulary is
+    exactly the strings in the rows at hand (``__unknown__`` included, as an ordinary level),
+    while the model's transform clips, imputes and keeps a slot for categories never seen.
+    """
 
     def __init__(self, frame: pd.DataFrame, schema: Schema):
         self.numeric, self.categorical = schema.numeric, schema.categorical
@@ -135,13 +143,10 @@ class _Encoding:
         self.levels = {name: sorted(frame[name].astype(str).unique()) for name in self.categorical}
 
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
+        """``frame`` in the space; only for the rows the levels were read from (no unknowns)."""
         blocks = [(frame[self.numeric].to_numpy("float64") - self.mean) / self.std]
         for name, levels in self.levels.items():
-            blocks.append(
-                (frame[name].astype(str).to_numpy()[:, None] == np.array(levels)[None, :]).astype(
-                    "float64"
-                )
-            )
+            blocks.append(np.eye(len(levels))[category_codes(frame[name].astype(str), levels)])
         return np.hstack(blocks)
 
     def decode(self, matrix: np.ndarray, like: pd.DataFrame) -> pd.DataFrame:
