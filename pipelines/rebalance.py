@@ -9,7 +9,9 @@ synthetic neighbours. Strategies (``rebalance.strategy``, dispatched by ``STRATE
 * ``random_under``: drop majority rows;
 * ``smote_tomek``, ``smote_enn``: SMOTE, then Tomek-link or ENN cleaning.
 
-How rows are resampled lives in ``pipelines.resampling``.
+How rows are resampled lives in ``pipelines.resampling``. The class weights training acts on
+are the ``ClassWeights`` contract, written on every run (``null`` unless the strategy is
+``class_weight``); the metrics file repeats them only for people and MLflow.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pandas as pd
 
 from pipelines import paths
 from pipelines.config import RebalanceParams, load_params
+from pipelines.contracts import ClassWeights
 from pipelines.io import read_parquet, write_json_atomic, write_parquet_atomic
 from pipelines.origin import ORIGIN_COLUMN, REBALANCE, with_origin
 from pipelines.resampling import (
@@ -128,6 +131,7 @@ def main() -> None:
     train = read_parquet(paths.SPLIT_TRAIN)
     out, report = rebalance(train, schema, params.rebalance, params.seed)
     write_parquet_atomic(out, paths.REBALANCED_TRAIN)
+    ClassWeights(weights=report.get("class_weight")).write()
     write_json_atomic(report, paths.REBALANCE_METRICS)
     log.info(
         "rebalance (%s): %s -> %s", params.rebalance.strategy, report["before"], report["after"]
