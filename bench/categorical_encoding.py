@@ -22,6 +22,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score  # noqa: E402
 
 from bench.common import default_params, simulated  # noqa: E402
 from pipelines.augment import augment  # noqa: E402
+from pipelines.contracts import ClassWeights  # noqa: E402
 from pipelines.features import ENCODINGS  # noqa: E402
 from pipelines.rebalance import rebalance  # noqa: E402
 from pipelines.split import split  # noqa: E402
@@ -49,7 +50,8 @@ def main() -> None:
         labels = test[schema.target].to_numpy()
         for name in ENCODINGS:
             cfg = params.train.model_copy(update={"categorical_encoding": name})
-            result = train(augmented, val, schema, cfg, seed, report.get("class_weight"))
+            weights = ClassWeights(weights=report.get("class_weight")).for_keras()
+            result = train(augmented, val, schema, cfg, seed, weights)
             scores = predict_proba(result.model, result.transform.transform(test))
             row = results[name]
             row["pr_auc"].append(average_precision_score(labels, scores))

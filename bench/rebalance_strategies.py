@@ -21,6 +21,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score  # noqa: E402
 
 from bench.common import breast_cancer, default_params, simulated  # noqa: E402
 from pipelines.augment import augment  # noqa: E402
+from pipelines.contracts import ClassWeights  # noqa: E402
 from pipelines.rebalance import rebalance  # noqa: E402
 from pipelines.split import split  # noqa: E402
 from pipelines.tf_runtime import predict_proba  # noqa: E402
@@ -52,9 +53,8 @@ def main() -> None:
                 train_split, val, test = split(frame, schema, params.split, seed)
                 rebalanced, report = rebalance(train_split, schema, cfg, seed)
                 augmented, _ = augment(rebalanced, schema, params.augment, seed)
-                result = train(
-                    augmented, val, schema, params.train, seed, report.get("class_weight")
-                )
+                weights = ClassWeights(weights=report.get("class_weight")).for_keras()
+                result = train(augmented, val, schema, params.train, seed, weights)
                 scores = predict_proba(result.model, result.transform.transform(test))
                 labels = test[schema.target].to_numpy()
                 pr_aucs.append(average_precision_score(labels, scores))

@@ -24,8 +24,8 @@ from pipelines import paths
 from pipelines.config import AugmentParams, load_params
 from pipelines.errors import PipelineError
 from pipelines.io import read_parquet, write_json_atomic, write_parquet_atomic
-from pipelines.rebalance import ORIGIN_COLUMN
-from pipelines.schema import Schema, load_schema, schema_path
+from pipelines.origin import ORIGIN_COLUMN, augment_origin, with_origin
+from pipelines.schema import Schema, load_enforced_schema
 from pipelines.stage import run_stage
 
 log = logging.getLogger(__name__)
@@ -37,8 +37,7 @@ def augment(
     unknown = sorted(set(cfg.exclude) - set(schema.feature_columns))
     if unknown:
         raise PipelineError(f"augment.exclude: {unknown} are not feature columns")
-    if ORIGIN_COLUMN not in train.columns:
-        train = train.assign(**{ORIGIN_COLUMN: "original"})
+    train = with_origin(train)
     rng = np.random.default_rng(seed)
     n_new = int(round(len(train) * cfg.fraction))
     numeric = [c for c in schema.numeric if c not in cfg.exclude]
@@ -58,7 +57,7 @@ def augment(
             )
         lower, upper = train[numeric].min(), train[numeric].max()
         rows[numeric] = rows[numeric].clip(lower=lower, upper=upper, axis=1)
-        rows[ORIGIN_COLUMN] = f"augment_{method}"
+        rows[ORIGIN_COLUMN] = augment_origin(method)
         added.append(rows.astype(train.dtypes.to_dict()))
         report["rows_added"][method] = len(rows)
     out = pd.concat([train, *added], ignore_index=True) if added else train
@@ -107,7 +106,7 @@ def _swap(base, train, target, features, probability, rng) -> pd.DataFrame:
 
 def main() -> None:
     params = load_params()
-    schema = load_schema(schema_path(params.data))
+    schema = load_enforced_schema()
     train = read_parquet(paths.REBALANCED_TRAIN)
     out, report = augment(train, schema, params.augment, params.seed)
     write_parquet_atomic(out, paths.AUGMENTED_TRAIN)

@@ -105,8 +105,7 @@ class FeatureTransform:
             values = np.where(np.isnan(values), means, values)
             blocks.append((values - means) / np.asarray(self.stds))
         for name, vocabulary in self.categorical.items():
-            index = {value: i for i, value in enumerate(vocabulary)}
-            codes = category_text(frame[name]).map(index).fillna(len(vocabulary)).to_numpy("int64")
+            codes = category_codes(category_text(frame[name]), vocabulary)
             if self.encoding == "embedding":
                 blocks.append(codes[:, None].astype("float64"))
             else:
@@ -122,6 +121,17 @@ class FeatureTransform:
     def load(cls, path: Path) -> FeatureTransform:
         """A saved transform; files written before ``encoding`` existed load as one_hot."""
         return cls(**json.loads(Path(path).read_text()))
+
+
+def category_codes(values: pd.Series, vocabulary: list[str]) -> np.ndarray:
+    """Each value's position in ``vocabulary``; anything else gets ``len(vocabulary)``.
+
+    The one category -> code mapping: the model's encoding gives that last code to its
+    unknown slot; rebalance's neighbour space never meets it, because it encodes only the
+    rows its vocabulary was read from.
+    """
+    index = {value: code for code, value in enumerate(vocabulary)}
+    return values.map(index).fillna(len(vocabulary)).to_numpy("int64")
 
 
 def _or(value: float | None, default: float) -> float:

@@ -28,6 +28,7 @@ import pandas as pd
 from pipelines import paths
 from pipelines.batches import evaluation_dataset, fits_in_cache, steps_per_epoch, training_stream
 from pipelines.config import TrainParams, load_params
+from pipelines.contracts import ClassWeights
 from pipelines.distribution import (
     replica_device_types,
     safe_steps_per_execution,
@@ -35,7 +36,7 @@ from pipelines.distribution import (
     strategy_name,
 )
 from pipelines.features import FeatureTransform
-from pipelines.io import atomic_dir, read_json, read_parquet, write_csv_atomic, write_json_atomic
+from pipelines.io import atomic_dir, read_parquet, write_csv_atomic, write_json_atomic
 from pipelines.model import build_model, dtype_policy, embedding_dim, float32_copy
 from pipelines.schema import Schema, load_enforced_schema
 from pipelines.stage import run_stage
@@ -84,6 +85,7 @@ def placement(strategy, cfg: TrainParams) -> Placement:
 
 def fingerprint(cfg: TrainParams, seed: int, class_weight: dict | None, *arrays: np.ndarray) -> str:
     """Identifies one training: a backup made under another fingerprint must not be resumed."""
+    # JSON writes integer labels as "0"/"1": {0: w} and {"0": w} give the same fingerprint.
     digest = hashlib.sha256(
         json.dumps([cfg.model_dump(), seed, class_weight], sort_keys=True).encode()
     )
@@ -239,11 +241,11 @@ def train(
     schema: Schema,
     cfg: TrainParams,
     seed: int,
-    class_weight: dict[str, float] | None = None,
+    class_weight: dict[int, float] | None = None,
     backup_dir: Path | None = None,
     tensorboard_dir: Path | None = None,
 ) -> TrainResult:
-    """Fit the model; ``class_weight`` ({"0": w, "1": w}) comes from rebalance's class_weight.
+    """Fit the model; ``class_weight`` ({0: w, 1: w}) is rebalance's ``ClassWeights.for_keras()``.
 
     Writes nothing but the per-epoch backup under ``backup_dir`` and the TensorBoard logs under
     ``tensorboard_dir``, each only when given.
@@ -276,7 +278,7 @@ def train(
         validation_data=evaluation_dataset(x_val, y_val, run.global_batch, cache),
         epochs=cfg.epochs,
         callbacks=fit_callbacks,
-        class_weight={int(k): v for k, v in class_weight.items()} if class_weight else None,
+        class_weight=class_weight,
         verbose=0,
     )
     seconds = time.perf_counter() - started
@@ -296,7 +298,7 @@ def main() -> None:
         schema,
         params.train,
         params.seed,
-        class_weight=read_json(paths.REBALANCE_METRICS).get("class_weight"),
+        class_weight=ClassWeights.load().for_keras(),
         backup_dir=paths.TRAIN_BACKUP,
         tensorboard_dir=paths.TENSORBOARD,
     )

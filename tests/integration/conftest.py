@@ -14,6 +14,7 @@ import yaml
 
 from pipelines import paths
 from pipelines.config import DataParams, SplitParams
+from pipelines.contracts import ClassWeights
 from pipelines.schema import infer_schema, save_schema, schema_path
 from pipelines.split import split
 from tests.conftest import make_frame
@@ -193,6 +194,6 @@ def train_repo(destination: Path, train: dict, rows: int = 1000) -> RepoCopy:
         frame_.to_parquet(copy.root / path, index=False)
     save_schema(schema, copy.root / schema_path(data))
     save_schema(schema, copy.root / paths.ENFORCED_SCHEMA)
-    (copy.root / paths.REBALANCE_METRICS).parent.mkdir(parents=True, exist_ok=True)
-    (copy.root / paths.REBALANCE_METRICS).write_text("{}")
+    (copy.root / paths.CLASS_WEIGHTS).parent.mkdir(parents=True, exist_ok=True)
+    (copy.root / paths.CLASS_WEIGHTS).write_text(ClassWeights(weights=None).model_dump_json())
     return copy

@@ -7,7 +7,7 @@ from pipelines.augment import augment
 from pipelines.cleaning import clean_rows
 from pipelines.config import AugmentParams
 from pipelines.errors import PipelineError
-from pipelines.rebalance import ORIGIN_COLUMN
+from pipelines.origin import ORIGIN_COLUMN
 
 
 def params(**changes) -> AugmentParams:

@@ -8,6 +8,7 @@ import yaml
 from pipelines import augment, paths, rebalance
 from pipelines.cleaning import clean_rows
 from pipelines.config import load_params
+from pipelines.contracts import ClassWeights
 from pipelines.schema import save_schema, schema_path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,3 +55,15 @@ def test_dvc_graph_gives_them_no_validation_or_test_input():
     forbidden = {str(paths.SPLIT_VAL), str(paths.SPLIT_TEST)}
     for name in ("rebalance", "augment"):
         assert not forbidden & set(stages[name]["deps"])
+
+
+@pytest.mark.parametrize("strategy, weighted", [("class_weight", True), ("smote", False)])
+def test_rebalance_always_hands_training_the_class_weights_contract(project, strategy, weighted):
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["rebalance"]["strategy"] = strategy
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    rebalance.main()
+    weights = ClassWeights.load().for_keras()
+    assert (weights is not None) == weighted
+    if weighted:
+        assert set(weights) == {0, 1} and weights[1] > weights[0]

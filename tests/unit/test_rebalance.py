@@ -1,3 +1,5 @@
+from typing import get_args
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,7 +9,8 @@ from hypothesis import strategies as st
 from pipelines.cleaning import clean_rows
 from pipelines.config import RebalanceParams
 from pipelines.errors import PipelineError
-from pipelines.rebalance import ORIGIN_COLUMN, class_weights, rebalance
+from pipelines.origin import ORIGIN_COLUMN
+from pipelines.rebalance import STRATEGIES, class_weights, rebalance
 from tests.conftest import make_frame
 
 OVERSAMPLERS = ["smote", "smote_nc", "borderline_smote", "adasyn", "smote_tomek", "smote_enn"]
@@ -132,3 +135,7 @@ def test_a_different_seed_gives_different_rows(schema, validate_params):
         one[one[ORIGIN_COLUMN] == "original"]["amount"],
         two[two[ORIGIN_COLUMN] == "original"]["amount"],
     )
+
+
+def test_every_configurable_strategy_has_exactly_one_dispatch_entry():
+    assert set(STRATEGIES) == set(get_args(RebalanceParams.model_fields["strategy"].annotation))
