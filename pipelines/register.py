@@ -8,7 +8,9 @@ regresses beyond its tolerance: recall at each model's own threshold
 (``register.max_recall_drop``) and expected calibration error (``register.max_ece_increase``).
 The very first model must clear the floors ``register.min_pr_auc`` and
 ``register.min_recall``. Otherwise the version gets the alias ``challenger`` and a tag with
-the reason. Every alias move is audited.
+the reason. Every alias move is audited, and every check of the gate is recorded one way
+(``pipelines.gates``): as records in ``register.json``, as ``gate.champion.<check>`` tags
+on the run and the version, and in the log.
 
 The story: read the inputs, log the run and register (or find) the version, score both
 models, decide, record. What the run records lives in ``pipelines.lineage``, the served
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from pipelines import metrics, paths, promotion, tracking
+from pipelines import gates, metrics, paths, promotion, tracking
 from pipelines.config import Params, RegisterParams, load_params
 from pipelines.contracts import DecisionThreshold, ServedVariant
 from pipelines.errors import PipelineError, brief
@@ -152,6 +154,7 @@ def _register_in_run(params: Params, client: MlflowClient, run_id: str) -> dict:
         "alias": gate.alias,
         "promoted": gate.promote,
         "reason": gate.reason,
+        "checks": gates.as_records(gate.decision.checks),
         "run_id": run_id,
         "challenger": asdict(gate.challenger),
         "champion": asdict(gate.champion) if gate.champion is not None else None,
@@ -236,9 +239,13 @@ def _record_gate(
     name = cfg.model_name
     challenger = asdict(gate.challenger)
     champion = asdict(gate.champion) if gate.champion is not None else None
+    check_tags = gates.as_tags("champion", gate.decision.checks)
+    for key, value in check_tags.items():
+        log.info("%s %s", key, value)
     for key, value in {
         "gate_reason": gate.reason[:4000],
         **{f"test_{k}": f"{v:.6f}" for k, v in challenger.items()},
+        **check_tags,
     }.items():
         client.set_model_version_tag(name, number, key, value)
     promotion.move_alias(
@@ -259,7 +266,8 @@ def _record_gate(
     mlflow.log_metrics(logged | {"gate.promoted": float(gate.promote)})
     verdict = "promoted to @champion" if gate.promote else "kept as @challenger, champion unchanged"
     mlflow.set_tags(
-        {
+        check_tags
+        | {
             "gate_reason": gate.reason[:4000],
             "gate_decision": gate.alias,
             "stage.register": "done",
