@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from pipelines import gates
+from pipelines import gates, plots
 from pipelines.config import RegisterParams
 from pipelines.errors import PipelineError, brief
 from pipelines.gates import GateResult
@@ -293,12 +293,7 @@ def versions_table(client: MlflowClient, name: str) -> pd.DataFrame:
 
 
 def plot_versions(table: pd.DataFrame, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(7, 3.5))
+    figure, axes = plots.pyplot().subplots(figsize=(7, 3.5))
     axes.plot(table["version"], table["test_pr_auc"], marker="o", color="0.6", label="version")
     ever = table[table["was_champion"]]
     axes.scatter(
@@ -319,9 +314,7 @@ def plot_versions(table: pd.DataFrame, path: Path) -> None:
     axes.set_xticks(table["version"])
     axes.legend(loc="best")
     axes.set_title("Model versions over time")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    plots.save_png(figure, path)
 
 
 def log_audit_artifacts(client: MlflowClient, name: str, run_id: str) -> None:
