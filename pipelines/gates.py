@@ -29,6 +29,11 @@ def at_least(name: str, measured: float, limit: float, reason: str) -> GateResul
     return GateResult(name, bool(measured >= limit), float(measured), float(limit), reason)
 
 
+def more_than(name: str, measured: float, limit: float, reason: str) -> GateResult:
+    """A check that passes only while ``measured > limit``: reaching the limit is not enough."""
+    return GateResult(name, bool(measured > limit), float(measured), float(limit), reason)
+
+
 def passed(results: Sequence[GateResult]) -> bool:
     return all(result.passed for result in results)
 

@@ -23,8 +23,10 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from pipelines import gates, plots
 from pipelines.config import RegisterParams
 from pipelines.errors import PipelineError, brief
+from pipelines.gates import GateResult
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -47,48 +49,98 @@ class GateMetrics:
     ece: float
 
 
+@dataclass(frozen=True)
+class Decision:
+    """The champion gate's verdict: its checks, whether they all passed, and why, on one line."""
+
+    promote: bool
+    reason: str
+    checks: tuple[GateResult, ...]
+
+
 def gate_decision(
     challenger: GateMetrics, champion: GateMetrics | None, cfg: RegisterParams
-) -> tuple[bool, str]:
-    """Whether the challenger replaces the champion, and why (every failed check is named)."""
+) -> Decision:
+    """Whether the challenger replaces the champion, and why (every failed check is named).
+
+    The first model must clear the floors; a later one must beat the champion's PR-AUC by
+    more than ``min_delta`` (a tie never moves the champion) without its recall or its
+    calibration regressing beyond their tolerances."""
     if champion is None:
-        failed = []
-        if challenger.pr_auc < cfg.min_pr_auc:
-            failed.append(f"PR-AUC {challenger.pr_auc:.4f} < floor {cfg.min_pr_auc:.4f}")
-        if challenger.recall < cfg.min_recall:
-            failed.append(f"recall {challenger.recall:.4f} < floor {cfg.min_recall:.4f}")
-        if failed:
-            return False, "first model: " + "; ".join(failed)
-        return True, (
-            f"first model: PR-AUC {challenger.pr_auc:.4f} >= floor {cfg.min_pr_auc:.4f}, "
-            f"recall {challenger.recall:.4f} >= floor {cfg.min_recall:.4f}"
-        )
+        checks = first_model_checks(challenger, cfg)
+        return Decision(gates.passed(checks), "first model: " + gates.explain(checks), checks)
+    checks = champion_checks(challenger, champion, cfg)
+    return Decision(gates.passed(checks), gates.explain(checks), checks)
+
+
+def first_model_checks(challenger: GateMetrics, cfg: RegisterParams) -> tuple[GateResult, ...]:
+    """With no champion yet, the challenger must clear the PR-AUC and recall floors."""
+    pr_auc, recall = challenger.pr_auc, challenger.recall
+    return (
+        gates.at_least(
+            "pr_auc_floor",
+            pr_auc,
+            cfg.min_pr_auc,
+            f"PR-AUC {pr_auc:.4f} {_sign(pr_auc >= cfg.min_pr_auc, '>=', '<')} "
+            f"floor {cfg.min_pr_auc:.4f}",
+        ),
+        gates.at_least(
+            "recall_floor",
+            recall,
+            cfg.min_recall,
+            f"recall {recall:.4f} {_sign(recall >= cfg.min_recall, '>=', '<')} "
+            f"floor {cfg.min_recall:.4f}",
+        ),
+    )
+
+
+def champion_checks(
+    challenger: GateMetrics, champion: GateMetrics, cfg: RegisterParams
+) -> tuple[GateResult, ...]:
+    """The challenger must beat the champion's PR-AUC without recall or calibration
+    regressing beyond their tolerances; both were scored on the same test split."""
     gain = challenger.pr_auc - champion.pr_auc
     recall_drop = champion.recall - challenger.recall
     ece_rise = challenger.ece - champion.ece
-    failed = []
-    if gain < cfg.min_delta:
-        failed.append(
+    if gain > cfg.min_delta:
+        gain_reason = (
+            f"PR-AUC {challenger.pr_auc:.4f} beats champion {champion.pr_auc:.4f} "
+            f"by {gain:+.4f} > {cfg.min_delta}"
+        )
+    else:
+        # Reaching min_delta exactly is not beating it: with min_delta 0, a tie would
+        # otherwise move the champion on every rerun of an unchanged model.
+        verdict = (
+            f"< {cfg.min_delta}" if gain < cfg.min_delta else f"does not exceed {cfg.min_delta}"
+        )
+        gain_reason = (
             f"PR-AUC {challenger.pr_auc:.4f} vs champion {champion.pr_auc:.4f}: "
-            f"gain {gain:+.4f} < {cfg.min_delta}"
+            f"gain {gain:+.4f} {verdict}"
         )
-    if recall_drop > cfg.max_recall_drop:
-        failed.append(
+    return (
+        gates.more_than("pr_auc_gain", gain, cfg.min_delta, gain_reason),
+        gates.at_most(
+            "recall_drop",
+            recall_drop,
+            cfg.max_recall_drop,
             f"recall {challenger.recall:.4f} vs champion {champion.recall:.4f}: "
-            f"drop {recall_drop:.4f} > {cfg.max_recall_drop}"
-        )
-    if ece_rise > cfg.max_ece_increase:
-        failed.append(
+            f"drop {recall_drop:.4f} {_sign(recall_drop <= cfg.max_recall_drop, '<=', '>')} "
+            f"{cfg.max_recall_drop}",
+        ),
+        gates.at_most(
+            "ece_rise",
+            ece_rise,
+            cfg.max_ece_increase,
             f"calibration error {challenger.ece:.4f} vs champion {champion.ece:.4f}: "
-            f"rise {ece_rise:.4f} > {cfg.max_ece_increase}"
-        )
-    if failed:
-        return False, "; ".join(failed)
-    return True, (
-        f"PR-AUC {challenger.pr_auc:.4f} beats champion {champion.pr_auc:.4f} by {gain:+.4f} "
-        f">= {cfg.min_delta}; recall {challenger.recall:.4f} (champion {champion.recall:.4f}), "
-        f"calibration error {challenger.ece:.4f} (champion {champion.ece:.4f}) within tolerance"
+            f"rise {ece_rise:.4f} {_sign(ece_rise <= cfg.max_ece_increase, '<=', '>')} "
+            f"{cfg.max_ece_increase}",
+        ),
     )
+
+
+def _sign(holds: bool, passing: str, failing: str) -> str:
+    """The comparison a reason shows between the measured value and its limit."""
+    return passing if holds else failing
 
 
 def history(client: MlflowClient, name: str) -> list[dict]:
@@ -241,12 +293,7 @@ def versions_table(client: MlflowClient, name: str) -> pd.DataFrame:
 
 
 def plot_versions(table: pd.DataFrame, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(7, 3.5))
+    figure, axes = plots.pyplot().subplots(figsize=(7, 3.5))
     axes.plot(table["version"], table["test_pr_auc"], marker="o", color="0.6", label="version")
     ever = table[table["was_champion"]]
     axes.scatter(
@@ -267,9 +314,7 @@ def plot_versions(table: pd.DataFrame, path: Path) -> None:
     axes.set_xticks(table["version"])
     axes.legend(loc="best")
     axes.set_title("Model versions over time")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    plots.save_png(figure, path)
 
 
 def log_audit_artifacts(client: MlflowClient, name: str, run_id: str) -> None:

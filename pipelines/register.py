@@ -3,11 +3,14 @@
 The challenger (this run's model, loaded back from the registry) and the current
 ``@champion`` are both scored on the current test split in this process, so stale stored
 metrics are never compared. ``champion`` moves only if the challenger's test PR-AUC beats
-the champion's by at least ``register.min_delta`` and no guardrail regresses beyond its
-tolerance: recall at each model's own threshold (``register.max_recall_drop``) and expected
-calibration error (``register.max_ece_increase``). The very first model must clear the
-floors ``register.min_pr_auc`` and ``register.min_recall``. Otherwise the version gets the
-alias ``challenger`` and a tag with the reason. Every alias move is audited.
+the champion's by more than ``register.min_delta`` (a tie never moves it) and no guardrail
+regresses beyond its tolerance: recall at each model's own threshold
+(``register.max_recall_drop``) and expected calibration error (``register.max_ece_increase``).
+The very first model must clear the floors ``register.min_pr_auc`` and
+``register.min_recall``. Otherwise the version gets the alias ``challenger`` and a tag with
+the reason. Every alias move is audited, and every check of the gate is recorded one way
+(``pipelines.gates``): as records in ``register.json``, as ``gate.champion.<check>`` tags
+on the run and the version, and in the log.
 
 The story: read the inputs, log the run and register (or find) the version, score both
 models, decide, record. What the run records lives in ``pipelines.lineage``, the served
@@ -28,14 +31,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from pipelines import metrics, paths, promotion, tracking
+from pipelines import gates, metrics, paths, promotion, tracking
 from pipelines.config import Params, RegisterParams, load_params
 from pipelines.contracts import DecisionThreshold, ServedVariant
 from pipelines.errors import PipelineError, brief
 from pipelines.io import read_json, read_parquet, write_json_atomic
 from pipelines.lineage import file_md5, git_commit, log_run_contents, model_fingerprint
 from pipelines.packaging import log_pyfunc
-from pipelines.promotion import CHALLENGER, CHAMPION, GATE_METRICS, GateMetrics, gate_decision
+from pipelines.promotion import CHALLENGER, CHAMPION, GATE_METRICS, Decision, GateMetrics
 from pipelines.schema import Schema, load_enforced_schema
 from pipelines.stage import run_stage
 
@@ -66,8 +69,15 @@ class Gate:
     champion: GateMetrics | None
     champion_version: str | None
     champion_error: str | None
-    promote: bool
-    reason: str
+    decision: Decision
+
+    @property
+    def promote(self) -> bool:
+        return self.decision.promote
+
+    @property
+    def reason(self) -> str:
+        return self.decision.reason
 
     @property
     def alias(self) -> str:
@@ -144,6 +154,7 @@ def _register_in_run(params: Params, client: MlflowClient, run_id: str) -> dict:
         "alias": gate.alias,
         "promoted": gate.promote,
         "reason": gate.reason,
+        "checks": gates.as_records(gate.decision.checks),
         "run_id": run_id,
         "challenger": asdict(gate.challenger),
         "champion": asdict(gate.champion) if gate.champion is not None else None,
@@ -204,15 +215,19 @@ def _run_gate(
                 champion_error,
             )
     if champion_error:
-        promote = False
-        reason = (
-            f"champion v{champion_version} cannot be loaded or score the current test split "
-            f"({champion_error}); left in place for a person to decide (a different dataset "
-            "needs its own register.model_name)"
+        # No comparison was possible, so there are no checks: the reason says why.
+        decision = Decision(
+            promote=False,
+            reason=(
+                f"champion v{champion_version} cannot be loaded or score the current test "
+                f"split ({champion_error}); left in place for a person to decide (a different "
+                "dataset needs its own register.model_name)"
+            ),
+            checks=(),
         )
     else:
-        promote, reason = gate_decision(challenger, champion, cfg)
-    return Gate(challenger, champion, champion_version, champion_error, promote, reason)
+        decision = promotion.gate_decision(challenger, champion, cfg)
+    return Gate(challenger, champion, champion_version, champion_error, decision)
 
 
 def _record_gate(
@@ -224,9 +239,13 @@ def _record_gate(
     name = cfg.model_name
     challenger = asdict(gate.challenger)
     champion = asdict(gate.champion) if gate.champion is not None else None
+    check_tags = gates.as_tags("champion", gate.decision.checks)
+    for key, value in check_tags.items():
+        log.info("%s %s", key, value)
     for key, value in {
         "gate_reason": gate.reason[:4000],
         **{f"test_{k}": f"{v:.6f}" for k, v in challenger.items()},
+        **check_tags,
     }.items():
         client.set_model_version_tag(name, number, key, value)
     promotion.move_alias(
@@ -247,7 +266,8 @@ def _record_gate(
     mlflow.log_metrics(logged | {"gate.promoted": float(gate.promote)})
     verdict = "promoted to @champion" if gate.promote else "kept as @challenger, champion unchanged"
     mlflow.set_tags(
-        {
+        check_tags
+        | {
             "gate_reason": gate.reason[:4000],
             "gate_decision": gate.alias,
             "stage.register": "done",

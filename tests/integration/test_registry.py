@@ -158,6 +158,7 @@ def test_gate_rollback_and_crash_semantics(scenario):
     assert scenario.versions() == 2, "the retry registered a duplicate version"
     worse = client.get_model_version(MODEL, "2")
     assert worse.tags["gate_decision"] == "challenger" and "gain" in worse.tags["gate_reason"]
+    assert worse.tags["gate.champion.pr_auc_gain"].startswith("fail: PR-AUC")
     assert str(client.get_model_version_by_alias(MODEL, "challenger").version) == "2"
     assert scenario.champion() == "1", "a worse model moved the champion"
     resumed_run = client.get_run(worse.tags["run_id"])
@@ -176,6 +177,11 @@ def test_gate_rollback_and_crash_semantics(scenario):
     assert scenario.champion() == "3"
     result = json.loads((scenario.repo.root / "data/metrics/register.json").read_text())
     assert result["challenger"]["pr_auc"] > result["champion"]["pr_auc"]
+    assert [(c["name"], c["passed"]) for c in result["checks"]] == [
+        ("pr_auc_gain", True),
+        ("recall_drop", True),
+        ("ece_rise", True),
+    ]
 
     rolled = scenario.registry_cli("rollback")
     assert rolled.returncode == 0 and "v3 -> v1" in rolled.stdout, rolled.output[-3000:]
@@ -209,6 +215,8 @@ def test_each_pipeline_execution_is_one_mlflow_run_with_lineage(scenario):
     assert {"audit/model_versions.png", "audit/alias_history.json"} <= audit
     version = client.get_model_version(MODEL, "3").tags
     assert {"data_md5", "test_pr_auc", "quantization", "model_fingerprint"} <= set(version)
+    assert version["gate.champion.pr_auc_gain"] == tags["gate.champion.pr_auc_gain"]
+    assert tags["gate.champion.pr_auc_gain"].startswith("pass: PR-AUC")
 
 
 def test_canary_secrets_appear_nowhere(scenario):

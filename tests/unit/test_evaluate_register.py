@@ -80,13 +80,13 @@ def gm(pr_auc: float, recall: float = 0.6, ece: float = 0.02) -> GateMetrics:
     ],
 )
 def test_gate_never_promotes_a_worse_model(challenger, champion, promoted, named):
-    decision, reason = gate_decision(challenger, champion, GATE)
-    assert decision is promoted
-    assert named in reason
+    decision = gate_decision(challenger, champion, GATE)
+    assert decision.promote is promoted
+    assert named in decision.reason
 
 
 def test_gate_names_every_failed_guardrail():
-    _, reason = gate_decision(gm(0.4, recall=0.1, ece=0.3), gm(0.5), GATE)
+    reason = gate_decision(gm(0.4, recall=0.1, ece=0.3), gm(0.5), GATE).reason
     assert "gain" in reason and "recall" in reason and "calibration error" in reason
 
 

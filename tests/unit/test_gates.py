@@ -10,6 +10,12 @@ def test_limits_are_inclusive_both_ways():
     assert not gates.at_least("floor", 0.0499, 0.05, "").passed
 
 
+def test_more_than_is_strict():
+    assert gates.more_than("gain", 0.0001, 0.0, "").passed
+    assert not gates.more_than("gain", 0.0, 0.0, "").passed
+    assert not gates.more_than("gain", -0.01, 0.0, "").passed
+
+
 def test_explain_names_only_the_failures_when_any_fail():
     checks = [
         gates.at_least("pr_auc", 0.6, 0.05, "PR-AUC ok"),
