@@ -26,7 +26,8 @@ import pandas as pd
 from pipelines import paths
 from pipelines.config import RebalanceParams, load_params
 from pipelines.errors import PipelineError
-from pipelines.io import read_parquet, write_json_atomic, write_parquet_atomic
+from pipelines.io import read_parquet, write_parquet_atomic
+from pipelines.reports import headline, write_results
 from pipelines.schema import Schema, load_schema, schema_path
 from pipelines.stage import run_stage
 
@@ -250,7 +251,8 @@ def main() -> None:
     train = read_parquet(paths.SPLIT_TRAIN)
     out, report = rebalance(train, schema, params.rebalance, params.seed)
     write_parquet_atomic(out, paths.REBALANCED_TRAIN)
-    write_json_atomic(report, paths.REBALANCE_METRICS)
+    metrics = headline(report, "after", "rows_synthetic")
+    write_results(report, paths.REBALANCE_REPORT, metrics, paths.REBALANCE_METRICS)
     log.info(
         "rebalance (%s): %s -> %s", params.rebalance.strategy, report["before"], report["after"]
     )

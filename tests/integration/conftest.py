@@ -193,6 +193,6 @@ def train_repo(destination: Path, train: dict, rows: int = 1000) -> RepoCopy:
         frame_.to_parquet(copy.root / path, index=False)
     save_schema(schema, copy.root / schema_path(data))
     save_schema(schema, copy.root / paths.ENFORCED_SCHEMA)
-    (copy.root / paths.REBALANCE_METRICS).parent.mkdir(parents=True, exist_ok=True)
-    (copy.root / paths.REBALANCE_METRICS).write_text("{}")
+    (copy.root / paths.REBALANCE_REPORT).parent.mkdir(parents=True, exist_ok=True)
+    (copy.root / paths.REBALANCE_REPORT).write_text("{}")
     return copy
