@@ -339,7 +339,7 @@ def main() -> None:
     model = load_keras_model(paths.KERAS_MODEL)
     x_train, x_test = transform.transform(train), transform.transform(test)
     labels = test[schema.target].to_numpy()
-    threshold = float(read_json(paths.EVALUATE_METRICS)["threshold"])
+    threshold = float(read_json(paths.EVALUATE_REPORT)["threshold"])
     report, built = quantize(
         model,
         x_train,

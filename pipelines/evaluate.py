@@ -23,8 +23,9 @@ from pipelines.config import EvaluateParams, load_params
 from pipelines.contracts import DecisionThreshold
 from pipelines.errors import PipelineError
 from pipelines.features import FeatureTransform
-from pipelines.io import atomic_dir, read_csv, read_parquet, write_csv_atomic, write_json_atomic
+from pipelines.io import atomic_dir, read_csv, read_parquet, write_csv_atomic
 from pipelines.plots import render_plots
+from pipelines.reports import headline, write_results
 from pipelines.schema import Schema, load_enforced_schema
 from pipelines.stage import run_stage
 from pipelines.tf_runtime import load_keras_model, predict_proba
@@ -224,6 +225,21 @@ def evaluate(
     return report, tables
 
 
+# The test metrics at the chosen threshold that `dvc metrics show` lists; DESIGN.md's contract
+# is that it finds pr_auc and roc_auc at the top level of evaluate.json.
+HEADLINE = ("pr_auc", "roc_auc", "precision", "recall", "f1", "threshold")
+
+
+def headline_metrics(report: dict) -> dict:
+    """The model's headline test metrics and each baseline's PR-AUC and ROC-AUC."""
+    baselines = [
+        f"baselines.{name}.{key}"
+        for name in report.get("baselines", {})
+        for key in ("pr_auc", "roc_auc")
+    ]
+    return headline(report, *HEADLINE, *baselines)
+
+
 def main() -> None:
     params = load_params()
     cfg: EvaluateParams = params.evaluate
@@ -256,7 +272,7 @@ def main() -> None:
         write_csv_atomic(tables[name], path)
     with atomic_dir(paths.PLOT_IMAGES) as out:
         render_plots(tables, read_csv(paths.TRAINING_HISTORY), report, out)
-    write_json_atomic(report, paths.EVALUATE_METRICS)
+    write_results(report, paths.EVALUATE_REPORT, headline_metrics(report), paths.EVALUATE_METRICS)
     DecisionThreshold(
         threshold=report["threshold"], method=THRESHOLD_METHODS[cfg.threshold_objective]
     ).write()

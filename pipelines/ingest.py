@@ -21,6 +21,7 @@ from pipelines import paths
 from pipelines.config import DataParams, IngestParams, load_params
 from pipelines.errors import PipelineError
 from pipelines.io import write_json_atomic, write_parquet_atomic
+from pipelines.reports import headline, write_results
 from pipelines.stage import run_stage
 
 log = logging.getLogger(__name__)
@@ -185,7 +186,8 @@ def main() -> None:
     snapshot, report = ingest(params.data, params.ingest)
     write_parquet_atomic(snapshot, paths.RAW_SNAPSHOT)
     write_json_atomic(report.pop("partitions"), paths.RAW_MANIFEST)
-    write_json_atomic(report, paths.INGEST_METRICS)
+    metrics = headline(report, "rows", "files", "columns")
+    write_results(report, paths.INGEST_REPORT, metrics, paths.INGEST_METRICS)
     log.info(
         "snapshot %s: %d rows x %d columns", paths.RAW_SNAPSHOT, report["rows"], report["columns"]
     )

@@ -2,7 +2,7 @@
 
 The git commit, content hashes of the data files and DVC's output hashes (``dvc.lock``), the
 model's fingerprint, the Airflow run that scheduled it, and the execution's MLflow run
-contents (params, every stage's metrics, plots and reports). Register stamps these on the
+contents (params, every stage's reports and metrics, plots). Register stamps these on the
 run and the model version; the registry's command line stamps the commit on a rollback.
 """
 
@@ -28,15 +28,17 @@ HASHED_DATA = {
     "test": paths.SPLIT_TEST,
 }
 DVC_LOCK = Path("dvc.lock")
-STAGE_METRICS = {
-    "ingest": paths.INGEST_METRICS,
-    "validate": paths.VALIDATE_METRICS,
-    "split": paths.SPLIT_METRICS,
-    "rebalance": paths.REBALANCE_METRICS,
-    "augment": paths.AUGMENT_METRICS,
-    "train": paths.TRAIN_METRICS,
-    "evaluate": paths.EVALUATE_METRICS,
-    "quantize": paths.QUANTIZE_METRICS,
+# Each stage's (report, headline metrics file). The run's metrics are every number of the
+# reports, so the MLflow compare view has the detail that `dvc metrics show` leaves out.
+STAGE_RESULTS = {
+    "ingest": (paths.INGEST_REPORT, paths.INGEST_METRICS),
+    "validate": (paths.VALIDATE_REPORT, paths.VALIDATE_METRICS),
+    "split": (paths.SPLIT_REPORT, paths.SPLIT_METRICS),
+    "rebalance": (paths.REBALANCE_REPORT, paths.REBALANCE_METRICS),
+    "augment": (paths.AUGMENT_REPORT, paths.AUGMENT_METRICS),
+    "train": (paths.TRAIN_REPORT, paths.TRAIN_METRICS),
+    "evaluate": (paths.EVALUATE_REPORT, paths.EVALUATE_METRICS),
+    "quantize": (paths.QUANTIZE_REPORT, paths.QUANTIZE_METRICS),
 }
 
 
@@ -93,24 +95,30 @@ def lineage_tags(params: Params) -> dict[str, str]:
     return tags
 
 
-def log_run_contents(params: Params, evaluation: dict) -> None:
-    """Log into the active MLflow run every stage's metrics, reports and plots, the params and
-    the lineage tags; ``evaluation`` is evaluate's metrics file, logged as ``test_*``."""
+def log_run_contents(params: Params, _evaluation: object = None) -> None:
+    """Log into the active MLflow run every stage's reports, metrics files and plots, the params
+    and the lineage tags; evaluate's top-level test numbers are also logged as ``test_*``.
+
+    ``_evaluation`` is ignored: evaluate's report is read here instead of the headline
+    metrics file register passes.
+    """
     import mlflow
 
     mlflow.set_tags(lineage_tags(params))
     mlflow.log_params(flatten(params.model_dump(mode="json", by_alias=True)))
-    counts = read_json(paths.REBALANCE_METRICS)
+    counts = read_json(paths.REBALANCE_REPORT)
     mlflow.log_params(
         flatten({"before": counts["before"], "after": counts["after"]}, "rebalance_counts.")
     )
+    evaluation = read_json(paths.EVALUATE_REPORT)
     metrics = {f"test_{k}": v for k, v in evaluation.items() if _is_number(v)}
-    for stage, path in STAGE_METRICS.items():
-        if path.exists():
+    for stage, (report, headline) in STAGE_RESULTS.items():
+        if report.exists():
             metrics |= {
-                f"{stage}.{k}": v for k, v in flatten(read_json(path)).items() if _is_number(v)
+                f"{stage}.{k}": v for k, v in flatten(read_json(report)).items() if _is_number(v)
             }
-            mlflow.log_artifact(str(path), "metrics")
+            mlflow.log_artifact(str(report), "reports")
+            mlflow.log_artifact(str(headline), "metrics")
             mlflow.set_tag(f"stage.{stage}", "done")
     mlflow.log_metrics(metrics)
     history = read_csv(paths.TRAINING_HISTORY)

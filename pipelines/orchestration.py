@@ -126,7 +126,8 @@ def reproduce_stage(
     ``upstream`` holds the ``dvc.lock`` entries of the stages that ran before it in this DAG
     run. With ``sync`` their outputs are pulled from the DVC remote first and the stage's
     outputs are pushed after, so that the next task can run on another worker. ``metrics``
-    is the stage's DVC metrics file, so that later tasks need no file from this worker.
+    is the stage's DVC metrics file (its headline numbers, shown as the task's XCom; the full
+    report travels through the DVC remote), so that later tasks need no file from this worker.
     """
     to_pull = stale_upstream(project / "dvc.lock", upstream, project)
     merge_lock(project / "dvc.lock", upstream)

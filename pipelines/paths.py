@@ -49,6 +49,19 @@ SERVED_VARIANT = MODELS / "served.json"
 TRAIN_BACKUP = MODELS / "train_backup"
 TENSORBOARD = MODELS / "tensorboard"
 
+# Each stage writes two result files (pipelines.reports): its full report, a DVC output logged
+# to MLflow, and its few headline numbers, a DVC metrics file (one column each in
+# `dvc metrics show`). Register writes only its metrics file.
+REPORTS = DATA / "reports"
+INGEST_REPORT = REPORTS / "ingest.json"
+VALIDATE_REPORT = REPORTS / "validate.json"
+SPLIT_REPORT = REPORTS / "split.json"
+REBALANCE_REPORT = REPORTS / "rebalance.json"
+AUGMENT_REPORT = REPORTS / "augment.json"
+TRAIN_REPORT = REPORTS / "train.json"
+EVALUATE_REPORT = REPORTS / "evaluate.json"
+QUANTIZE_REPORT = REPORTS / "quantize.json"
+
 METRICS = DATA / "metrics"
 INGEST_METRICS = METRICS / "ingest.json"
 VALIDATE_METRICS = METRICS / "validate.json"

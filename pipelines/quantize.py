@@ -19,11 +19,11 @@ variant is eligible only if its PR-AUC drop is at most ``max_pr_auc_drop``, its 
 most ``max_recall_drop``, no test probability moves more than ``parity_tolerance``, and its
 batch-1 latency is at most ``max_latency_ratio`` times the float32 TFLite model's (measured in
 alternating windows, so that machine load hits both alike). Each check is a
-``gates.GateResult``; a variant's ``gate`` in quantize.json gives the reasons of the checks it
-failed (of every check when it passed), each with the measured value and the limit. The eligible variant that ``serving_policy`` prefers
-(smallest file, or lowest measured batch-1 latency) becomes ``model.tflite``; with none
-eligible the float model stays the serving one. The choice reaches register as
-``contracts.ServedVariant``.
+``gates.GateResult``; a variant's ``gate`` in the stage's report gives the reasons of the
+checks it failed (of every check when it passed), each with the measured value and the limit.
+The eligible variant that ``serving_policy`` prefers (smallest file, or lowest measured
+batch-1 latency) becomes ``model.tflite``; with none eligible the float model stays the
+serving one. The choice reaches register as ``contracts.ServedVariant``.
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ from pipelines import gates, paths
 from pipelines.config import QuantizeParams, load_params
 from pipelines.contracts import DecisionThreshold, ServedVariant
 from pipelines.features import FeatureTransform
-from pipelines.io import atomic_path, read_parquet, write_json_atomic, write_text_atomic
+from pipelines.io import atomic_path, read_parquet, write_text_atomic
 from pipelines.metrics import quality
+from pipelines.reports import headline, write_results
 from pipelines.schema import load_enforced_schema
 from pipelines.stage import run_stage
 from pipelines.tf_runtime import load_keras_model, predict_proba, tensorflow
@@ -221,6 +222,16 @@ def markdown_table(report: dict) -> str:
     )
 
 
+def headline_metrics(report: dict) -> dict:
+    """The served artifact, its size and its PR-AUC drop; the float model has no size ratio
+    (the ratio is against the float32 TFLite file) and no drop."""
+    served = report["serving_artifact"]
+    if served == "float":
+        return {"serving_artifact": served, "bytes": report["float"]["bytes"], "pr_auc_drop": 0.0}
+    entry = report["variants"][served]
+    return {"serving_artifact": served} | headline(entry, "bytes", "size_ratio", "pr_auc_drop")
+
+
 def main() -> None:
     params = load_params()
     cfg = params.quantize
@@ -252,7 +263,7 @@ def main() -> None:
     with atomic_path(paths.TFLITE_MODEL) as tmp:
         tmp.write_bytes(built[kept])
     ServedVariant(serving_artifact=serving, tflite_file_variant=kept).write()
-    write_json_atomic(report, paths.QUANTIZE_METRICS)
+    write_results(report, paths.QUANTIZE_REPORT, headline_metrics(report), paths.QUANTIZE_METRICS)
     write_text_atomic(markdown_table(report), paths.QUANTIZE_TABLE)
     log.info(
         "quantization gate:\n%s\n%s",

@@ -26,8 +26,9 @@ import pandas as pd
 from pipelines import paths
 from pipelines.config import RebalanceParams, load_params
 from pipelines.contracts import ClassWeights
-from pipelines.io import read_parquet, write_json_atomic, write_parquet_atomic
+from pipelines.io import read_parquet, write_parquet_atomic
 from pipelines.origin import ORIGIN_COLUMN, REBALANCE, with_origin
+from pipelines.reports import headline, write_results
 from pipelines.resampling import (
     Oversample,
     adasyn,
@@ -132,7 +133,8 @@ def main() -> None:
     out, report = rebalance(train, schema, params.rebalance, params.seed)
     write_parquet_atomic(out, paths.REBALANCED_TRAIN)
     ClassWeights(weights=report.get("class_weight")).write()
-    write_json_atomic(report, paths.REBALANCE_METRICS)
+    metrics = headline(report, "after", "rows_synthetic")
+    write_results(report, paths.REBALANCE_REPORT, metrics, paths.REBALANCE_METRICS)
     log.info(
         "rebalance (%s): %s -> %s", params.rebalance.strategy, report["before"], report["after"]
     )

@@ -20,7 +20,8 @@ from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 from pipelines import paths
 from pipelines.config import SplitParams, load_params
 from pipelines.errors import PipelineError
-from pipelines.io import read_parquet, write_json_atomic, write_parquet_atomic
+from pipelines.io import read_parquet, write_parquet_atomic
+from pipelines.reports import headline, write_results
 from pipelines.schema import Schema, load_enforced_schema
 from pipelines.stage import run_stage
 
@@ -151,7 +152,10 @@ def main() -> None:
     ):
         write_parquet_atomic(part, path)
     report = split_report({"train": train, "val": val, "test": test}, schema, params.split)
-    write_json_atomic(report, paths.SPLIT_METRICS)
+    counts = [
+        f"{part}.{count}" for part in ("train", "val", "test") for count in ("rows", "positives")
+    ]
+    write_results(report, paths.SPLIT_REPORT, headline(report, *counts), paths.SPLIT_METRICS)
     log.info(
         "split (%s): %s",
         params.split.method,

@@ -10,6 +10,7 @@ from pipelines.stage import run_stage
 
 
 def render(ingest: dict, validate: dict, evaluate: dict, quantize: dict, register: dict) -> str:
+    """The summary from four stages' reports and register's metrics file."""
     ui = "make ui"
     if register["tracking_uri"] != paths.MLFLOW_DEFAULT_URI:
         ui = f"open {register['tracking_uri']}"
@@ -48,10 +49,10 @@ def quantization_line(quantize: dict) -> str:
 
 def main() -> None:
     text = render(
-        read_json(paths.INGEST_METRICS),
-        read_json(paths.VALIDATE_METRICS),
-        read_json(paths.EVALUATE_METRICS),
-        read_json(paths.QUANTIZE_METRICS),
+        read_json(paths.INGEST_REPORT),
+        read_json(paths.VALIDATE_REPORT),
+        read_json(paths.EVALUATE_REPORT),
+        read_json(paths.QUANTIZE_REPORT),
         read_json(paths.REGISTER_METRICS),
     )
     sys.stdout.write(text)

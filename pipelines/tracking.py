@@ -10,9 +10,9 @@ Which run is "this execution's" run, in order:
    a new run, while a retry after a failure continues the same one.
 
 Stages do not import MLflow while they succeed (its import alone costs seconds): each leaves
-its DVC metrics file, and register logs all of them into the run. A stage that fails records
-its error, and its reports, into the same run and marks it FAILED (KILLED when it was
-interrupted). A process killed outright cannot do that, so opening the run also marks
+its report and DVC metrics file, and register logs all of them into the run. A stage that
+fails records its error, and its reports, into the same run and marks it FAILED (KILLED when
+it was interrupted). A process killed outright cannot do that, so opening the run also marks
 RUNNING runs of this host whose process is gone as KILLED.
 """
 
@@ -48,7 +48,7 @@ MLFLOW_DEFAULTS = {
 }
 # Artifacts a failing stage leaves for the user to read, logged with its error.
 FAILURE_ARTIFACTS = {
-    "validate": [paths.VALIDATE_METRICS, paths.FAILED_DATA_DOCS],
+    "validate": [paths.VALIDATE_REPORT, paths.FAILED_DATA_DOCS],
 }
 
 

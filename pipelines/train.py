@@ -36,8 +36,9 @@ from pipelines.distribution import (
     strategy_name,
 )
 from pipelines.features import FeatureTransform
-from pipelines.io import atomic_dir, read_parquet, write_csv_atomic, write_json_atomic
+from pipelines.io import atomic_dir, read_parquet, write_csv_atomic
 from pipelines.model import build_model, dtype_policy, embedding_dim, float32_copy
+from pipelines.reports import headline, write_results
 from pipelines.schema import Schema, load_enforced_schema
 from pipelines.stage import run_stage
 from pipelines.tf_runtime import tensorflow
@@ -313,7 +314,10 @@ def main() -> None:
         result.model.save(tmp / paths.KERAS_MODEL.name)
         result.transform.save(tmp / paths.FEATURE_TRANSFORM.name)
     write_csv_atomic(result.history, paths.TRAINING_HISTORY)
-    write_json_atomic(result.report, paths.TRAIN_METRICS)
+    metrics = headline(
+        result.report, "best_val_pr_auc", "best_epoch", "epochs_run", "train_seconds"
+    )
+    write_results(result.report, paths.TRAIN_REPORT, metrics, paths.TRAIN_METRICS)
     # BackupAndRestore removed its checkpoints when fit ended; what is left is our fingerprint.
     shutil.rmtree(paths.TRAIN_BACKUP, ignore_errors=True)
     log.info(

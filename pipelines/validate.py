@@ -41,6 +41,7 @@ from pipelines.io import (
     write_parquet_atomic,
 )
 from pipelines.pii import pii_salt, pseudonymize
+from pipelines.reports import headline, write_results
 from pipelines.schema import (
     Schema,
     infer_schema,
@@ -171,7 +172,7 @@ def _report(
     cleaned: Cleaned,
     reference: dict | None,
 ) -> dict:
-    """The stage's metrics file: what was validated, kept, quarantined, repaired and drifted."""
+    """The stage's report: what was validated, kept, quarantined, repaired and drifted."""
     raw, clean, quarantine = outputs
     cfg = params.validate_
     return {
@@ -228,7 +229,8 @@ def main() -> None:
     write_json_atomic(drift.profile(clean, schema), reference_file)
     publish_enforced_schema(schema)
     report = _report(params, schema, inferred, reuse, (raw, clean, quarantine), cleaned, reference)
-    write_json_atomic(report, paths.VALIDATE_METRICS)
+    metrics = headline(report, "rows_in", "rows_clean", "rows_quarantined", "drift.max_psi")
+    write_results(report, paths.VALIDATE_REPORT, metrics, paths.VALIDATE_METRICS)
     log.info(
         "validated: %d clean, %d quarantined %s, repaired %s, max drift PSI %.3f",
         len(clean),

@@ -97,7 +97,7 @@ def test_two_local_workers_complete_a_multi_worker_run(tmp_path):
                 worker.kill()
     logs = [(tmp_path / f"worker{index}.log").read_text() for index in range(2)]
     assert codes == [0, 0], "\n".join(log[-3000:] for log in logs)
-    report = json.loads((repo.root / paths.TRAIN_METRICS).read_text())
+    report = json.loads((repo.root / paths.TRAIN_REPORT).read_text())
     assert report["strategy"] == "MultiWorkerMirroredStrategy"
     assert report["replicas"] == 2 and report["global_batch"] == 64
     assert report["epochs_run"] == 2

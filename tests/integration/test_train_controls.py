@@ -72,7 +72,7 @@ def test_a_killed_training_resumes_after_its_last_epoch(tmp_path):
     assert epochs == list(range(epochs[0], EPOCHS + 1))
     history = pd.read_csv(repo.root / paths.TRAINING_HISTORY)
     assert history["epoch"].tolist() == epochs
-    assert json.loads((repo.root / paths.TRAIN_METRICS).read_text())["first_epoch"] == epochs[0]
+    assert json.loads((repo.root / paths.TRAIN_REPORT).read_text())["first_epoch"] == epochs[0]
     assert not (repo.root / paths.TRAIN_BACKUP).exists()  # deleted once training succeeded
     assert any((repo.root / paths.TENSORBOARD).rglob("events.out.tfevents.*"))
 

@@ -18,6 +18,7 @@ KEPT = [
     "data/validated/data_docs/index.html",
     "data/reference/landing__is_fraud.json",
     "data/metrics/validate.json",
+    "data/reports/validate.json",
 ]
 
 
@@ -59,7 +60,14 @@ def test_pii_never_leaves_the_validate_stage(pipeline_repo):
     assert emails.str.endswith("@example.com").all()
     leaks = [
         path
-        for folder in ("data/validated", "data/splits", "data/reference", "data/metrics", "mlflow")
+        for folder in (
+            "data/validated",
+            "data/splits",
+            "data/reference",
+            "data/metrics",
+            "data/reports",
+            "mlflow",
+        )
         for path in (repo.root / folder).rglob("*")
         if path.is_file() and re.search(rb"customer\d{6}@example\.com", path.read_bytes())
     ]
@@ -73,7 +81,7 @@ def test_only_new_partitions_are_validated_and_the_result_equals_a_full_run(tmp_
     repo.dvc("repro", "validate", check=True)
     repo.python("-m", "pipelines.simulate", "--first-day", "3", "--days", "1", check=True)
     repo.dvc("repro", "validate", check=True)
-    report = json.loads((repo.root / "data/metrics/validate.json").read_text())
+    report = json.loads((repo.root / "data/reports/validate.json").read_text())
     assert (report["partitions_total"], report["partitions_validated"]) == (4, 1)
     assert report["rows_validated"] < report["rows_in"] / 3
     incremental = pd.read_parquet(repo.root / "data/validated/clean.parquet")

@@ -66,6 +66,7 @@ def test_every_output_path_in_paths_module_is_declared():
             paths.SPLITS,
             paths.MODELS,
             paths.METRICS,
+            paths.REPORTS,
             paths.PLOTS,
             paths.FAILED_DATA_DOCS,  # what a failed run leaves for the user, never a stage output
             paths.TRAIN_BACKUP,  # train's resume point, deleted when training succeeds
