@@ -139,7 +139,7 @@ def record_processed(partitions: dict, last_stage: dict) -> None:
 @task.branch
 def gate_outcome(register: dict) -> str:
     """The gate's verdict as the branch taken, so the run's graph shows it at a glance."""
-    decision = register["metrics"]
+    decision = register["report"]
     log.info(
         "%s v%s -> @%s: %s",
         decision.get("model_name"),

@@ -95,13 +95,9 @@ def lineage_tags(params: Params) -> dict[str, str]:
     return tags
 
 
-def log_run_contents(params: Params, _evaluation: object = None) -> None:
+def log_run_contents(params: Params) -> None:
     """Log into the active MLflow run every stage's reports, metrics files and plots, the params
-    and the lineage tags; evaluate's top-level test numbers are also logged as ``test_*``.
-
-    ``_evaluation`` is ignored: evaluate's report is read here instead of the headline
-    metrics file register passes.
-    """
+    and the lineage tags; evaluate's top-level test numbers are also logged as ``test_*``."""
     import mlflow
 
     mlflow.set_tags(lineage_tags(params))

@@ -121,7 +121,7 @@ def stage_environment(dag_id: str, run_id: str) -> dict[str, str]:
 def reproduce_stage(
     stage: str, upstream: dict[str, Any], project: Path, env: dict[str, str], sync: bool
 ) -> dict[str, Any]:
-    """Reproduce one stage in ``project``; returns ``{"locks": ..., "metrics": ...}``.
+    """Reproduce one stage in ``project``; returns ``{"locks": ..., "report": ...}``.
 
     ``upstream`` holds the ``dvc.lock`` entries of the stages that ran before it in this DAG
     run. With ``sync`` their outputs are pulled from the DVC remote first and the stage's
@@ -150,7 +150,7 @@ def reproduce_stage(
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     return {
         "locks": upstream | {stage: lock["stages"][stage]},
-        "metrics": stage_metrics(project, stage),
+        "report": stage_report(project, stage),
     }
 
 
@@ -183,10 +183,10 @@ def is_data_rejection(stage: str, reason: str) -> bool:
     return stage == "validate" and DATA_REJECTED_MARKER in reason
 
 
-def stage_metrics(project: Path, stage: str) -> dict[str, Any]:
-    """The stage's DVC metrics file (``data/metrics/<stage>.json``), or {} if it has none."""
-    metrics = project / paths.METRICS / f"{stage}.json"
-    return json.loads(metrics.read_text()) if metrics.exists() else {}
+def stage_report(project: Path, stage: str) -> dict[str, Any]:
+    """The stage's report (``data/reports/<stage>.json``), or {} if it has none."""
+    report = project / paths.REPORTS / f"{stage}.json"
+    return json.loads(report.read_text()) if report.exists() else {}
 
 
 def alert_on_failure(context: dict[str, Any]) -> None:

@@ -61,6 +61,7 @@ AUGMENT_REPORT = REPORTS / "augment.json"
 TRAIN_REPORT = REPORTS / "train.json"
 EVALUATE_REPORT = REPORTS / "evaluate.json"
 QUANTIZE_REPORT = REPORTS / "quantize.json"
+REGISTER_REPORT = REPORTS / "register.json"
 
 METRICS = DATA / "metrics"
 INGEST_METRICS = METRICS / "ingest.json"

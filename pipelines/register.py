@@ -9,7 +9,7 @@ regresses beyond its tolerance: recall at each model's own threshold
 The very first model must clear the floors ``register.min_pr_auc`` and
 ``register.min_recall``. Otherwise the version gets the alias ``challenger`` and a tag with
 the reason. Every alias move is audited, and every check of the gate is recorded one way
-(``pipelines.gates``): as records in ``register.json``, as ``gate.champion.<check>`` tags
+(``pipelines.gates``): as records in ``data/reports/register.json``, as ``gate.champion.<check>`` tags
 on the run and the version, and in the log.
 
 The story: read the inputs, log the run and register (or find) the version, score both
@@ -35,10 +35,11 @@ from pipelines import gates, metrics, paths, promotion, tracking
 from pipelines.config import Params, RegisterParams, load_params
 from pipelines.contracts import DecisionThreshold, ServedVariant
 from pipelines.errors import PipelineError, brief
-from pipelines.io import read_json, read_parquet, write_json_atomic
+from pipelines.io import read_parquet
 from pipelines.lineage import file_md5, git_commit, log_run_contents, model_fingerprint
 from pipelines.packaging import log_pyfunc
 from pipelines.promotion import CHALLENGER, CHAMPION, GATE_METRICS, Decision, GateMetrics
+from pipelines.reports import headline, write_results
 from pipelines.schema import Schema, load_enforced_schema
 from pipelines.stage import run_stage
 
@@ -56,7 +57,6 @@ class Inputs:
 
     schema: Schema
     test: pd.DataFrame
-    evaluation: dict  # evaluate's test metrics, logged to the run
     threshold: DecisionThreshold
     served: ServedVariant
 
@@ -129,7 +129,6 @@ def read_inputs(params: Params) -> Inputs:
     return Inputs(
         schema=load_enforced_schema(),
         test=read_parquet(paths.SPLIT_TEST),
-        evaluation=read_json(paths.EVALUATE_METRICS),
         threshold=DecisionThreshold.load(),
         served=ServedVariant.load(),
     )
@@ -174,7 +173,7 @@ def _logged_version(
     cfg = params.register_
     fingerprint = model_fingerprint(inputs.threshold.threshold)
     try:
-        log_run_contents(params, inputs.evaluation)
+        log_run_contents(params)
         version = _find_version(client, cfg.model_name, run_id, fingerprint)
         if version is None:
             return _register_version(params, inputs, run_id, fingerprint)
@@ -338,7 +337,8 @@ def _register_version(
 def main() -> None:
     params = load_params()
     result = register(params)
-    write_json_atomic(result, paths.REGISTER_METRICS)
+    numbers = headline(result, "version", "alias", "promoted", "challenger.pr_auc")
+    write_results(result, paths.REGISTER_REPORT, numbers, paths.REGISTER_METRICS)
     if result.get("champion_error"):
         raise PipelineError(
             f"{result['model_name']}: champion v{result['previous_champion_version']} cannot be "

@@ -53,7 +53,7 @@ def main() -> None:
         read_json(paths.VALIDATE_REPORT),
         read_json(paths.EVALUATE_REPORT),
         read_json(paths.QUANTIZE_REPORT),
-        read_json(paths.REGISTER_METRICS),
+        read_json(paths.REGISTER_REPORT),
     )
     sys.stdout.write(text)
 

@@ -35,7 +35,7 @@ def test_a_second_real_dataset_needs_only_the_data_keys(tmp_path):
     assert (repo.root / "data/schemas/breast_cancer__diagnosis.yaml").exists()
     evaluate = json.loads((repo.root / "data/reports/evaluate.json").read_text())
     assert evaluate["pr_auc"] > 0.8 and evaluate["test_positives"] > 0
-    register = json.loads((repo.root / "data/metrics/register.json").read_text())
+    register = json.loads((repo.root / "data/reports/register.json").read_text())
     assert register["alias"] == "champion"
 
 
@@ -91,7 +91,7 @@ def test_bad_input_fails_with_one_clear_line_and_registers_nothing(failing_repo,
         (failing_repo.root / "params.yaml").write_text(original)
     assert result.returncode != 0
     assert message in result.output, result.output[-3000:]
-    assert not (failing_repo.root / "data/metrics/register.json").exists()
+    assert not (failing_repo.root / "data/reports/register.json").exists()
     assert failing_repo.registered_versions(failing_repo.params()["register"]["model_name"]) == []
 
 

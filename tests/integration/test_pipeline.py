@@ -36,7 +36,7 @@ def test_full_repro_registers_a_champion(pipeline_repo):
             and variant["latency_ratio"] <= repo.params()["quantize"]["max_latency_ratio"]
         )
     assert quantize["serving_artifact"] in {"float", *quantize["variants"]}
-    register = json.loads((repo.root / "data/metrics/register.json").read_text())
+    register = json.loads((repo.root / "data/reports/register.json").read_text())
     client = repo.mlflow_client()
     champion = client.get_model_version_by_alias(
         repo.params()["register"]["model_name"], "champion"
@@ -112,7 +112,7 @@ def test_a_param_change_reruns_only_its_stage_and_downstream(tmp_path, pipeline_
     rerun = copy.dvc("repro", check=True)
     assert ran_stages(rerun.output) == ALL[ALL.index("split") :]
     # The second pipeline run went through the gate against the first run's champion.
-    result = json.loads((copy.root / "data/metrics/register.json").read_text())
+    result = json.loads((copy.root / "data/reports/register.json").read_text())
     assert result["version"] == 2 and result["previous_champion_version"] == 1
     assert not result["promoted"] and result["alias"] == "challenger", result["reason"]
     assert result["challenger"]["pr_auc"] < result["champion"]["pr_auc"]

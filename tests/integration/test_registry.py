@@ -175,7 +175,7 @@ def test_gate_rollback_and_crash_semantics(scenario):
     retry = scenario.register()
     assert retry.returncode == 0, retry.output[-4000:]
     assert scenario.champion() == "3"
-    result = json.loads((scenario.repo.root / "data/metrics/register.json").read_text())
+    result = json.loads((scenario.repo.root / "data/reports/register.json").read_text())
     assert result["challenger"]["pr_auc"] > result["champion"]["pr_auc"]
     assert [(c["name"], c["passed"]) for c in result["checks"]] == [
         ("pr_auc_gain", True),

@@ -146,11 +146,11 @@ def test_the_dvc_commands_of_a_task_run_in_one_process_and_stop_at_a_failure(tmp
     assert "nosuch" in done.stderr and (tmp_path / "out.txt").read_text() == "hi\n"
 
 
-def test_stage_metrics_reads_the_stage_metrics_file(tmp_path):
-    (tmp_path / "data" / "metrics").mkdir(parents=True)
-    (tmp_path / "data" / "metrics" / "register.json").write_text('{"promoted": false}')
-    assert orchestration.stage_metrics(tmp_path, "register") == {"promoted": False}
-    assert orchestration.stage_metrics(tmp_path, "quantize") == {}
+def test_stage_report_reads_the_stage_report(tmp_path):
+    (tmp_path / "data" / "reports").mkdir(parents=True)
+    (tmp_path / "data" / "reports" / "register.json").write_text('{"promoted": false}')
+    assert orchestration.stage_report(tmp_path, "register") == {"promoted": False}
+    assert orchestration.stage_report(tmp_path, "quantize") == {}
 
 
 def test_stage_environment_takes_mlflow_and_s3_settings_from_airflow_connections(monkeypatch):
