@@ -111,7 +111,7 @@ def main() -> None:
     train = read_parquet(paths.REBALANCED_TRAIN)
     out, report = augment(train, schema, params.augment, params.seed)
     write_parquet_atomic(out, paths.AUGMENTED_TRAIN)
-    metrics = headline(report, "rows_in", "rows_added")
+    metrics = headline(report, "rows_added")
     write_results(report, paths.AUGMENT_REPORT, metrics, paths.AUGMENT_METRICS)
     log.info("augment: %d rows in, added %s", report["rows_in"], report["rows_added"])
 

@@ -186,7 +186,7 @@ def main() -> None:
     snapshot, report = ingest(params.data, params.ingest)
     write_parquet_atomic(snapshot, paths.RAW_SNAPSHOT)
     write_json_atomic(report.pop("partitions"), paths.RAW_MANIFEST)
-    metrics = headline(report, "rows", "files", "columns")
+    metrics = headline(report, "rows")
     write_results(report, paths.INGEST_REPORT, metrics, paths.INGEST_METRICS)
     log.info(
         "snapshot %s: %d rows x %d columns", paths.RAW_SNAPSHOT, report["rows"], report["columns"]

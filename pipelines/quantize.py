@@ -223,13 +223,13 @@ def markdown_table(report: dict) -> str:
 
 
 def headline_metrics(report: dict) -> dict:
-    """The served artifact, its size and its PR-AUC drop; the float model has no size ratio
+    """The served artifact, its size ratio and its PR-AUC drop; the float model has no size ratio
     (the ratio is against the float32 TFLite file) and no drop."""
     served = report["serving_artifact"]
     if served == "float":
-        return {"serving_artifact": served, "bytes": report["float"]["bytes"], "pr_auc_drop": 0.0}
+        return {"serving_artifact": served, "pr_auc_drop": 0.0}
     entry = report["variants"][served]
-    return {"serving_artifact": served} | headline(entry, "bytes", "size_ratio", "pr_auc_drop")
+    return {"serving_artifact": served} | headline(entry, "size_ratio", "pr_auc_drop")
 
 
 def main() -> None:

@@ -133,7 +133,7 @@ def main() -> None:
     out, report = rebalance(train, schema, params.rebalance, params.seed)
     write_parquet_atomic(out, paths.REBALANCED_TRAIN)
     ClassWeights(weights=report.get("class_weight")).write()
-    metrics = headline(report, "after", "rows_synthetic")
+    metrics = headline(report, "rows_synthetic")
     write_results(report, paths.REBALANCE_REPORT, metrics, paths.REBALANCE_METRICS)
     log.info(
         "rebalance (%s): %s -> %s", params.rebalance.strategy, report["before"], report["after"]

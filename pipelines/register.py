@@ -337,7 +337,7 @@ def _register_version(
 def main() -> None:
     params = load_params()
     result = register(params)
-    numbers = headline(result, "version", "alias", "promoted", "challenger.pr_auc")
+    numbers = headline(result, "version", "promoted")
     write_results(result, paths.REGISTER_REPORT, numbers, paths.REGISTER_METRICS)
     if result.get("champion_error"):
         raise PipelineError(

@@ -314,9 +314,7 @@ def main() -> None:
         result.model.save(tmp / paths.KERAS_MODEL.name)
         result.transform.save(tmp / paths.FEATURE_TRANSFORM.name)
     write_csv_atomic(result.history, paths.TRAINING_HISTORY)
-    metrics = headline(
-        result.report, "best_val_pr_auc", "best_epoch", "epochs_run", "train_seconds"
-    )
+    metrics = headline(result.report, "best_val_pr_auc", "epochs_run")
     write_results(result.report, paths.TRAIN_REPORT, metrics, paths.TRAIN_METRICS)
     # BackupAndRestore removed its checkpoints when fit ended; what is left is our fingerprint.
     shutil.rmtree(paths.TRAIN_BACKUP, ignore_errors=True)

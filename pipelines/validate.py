@@ -229,7 +229,7 @@ def main() -> None:
     write_json_atomic(drift.profile(clean, schema), reference_file)
     publish_enforced_schema(schema)
     report = _report(params, schema, inferred, reuse, (raw, clean, quarantine), cleaned, reference)
-    metrics = headline(report, "rows_in", "rows_clean", "rows_quarantined", "drift.max_psi")
+    metrics = headline(report, "rows_quarantined", "drift.max_psi")
     write_results(report, paths.VALIDATE_REPORT, metrics, paths.VALIDATE_METRICS)
     log.info(
         "validated: %d clean, %d quarantined %s, repaired %s, max drift PSI %.3f",
