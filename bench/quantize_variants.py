@@ -26,26 +26,22 @@ and types, not on the weight values, with one exception: the converter drops an 
 which every fresh Dense layer has, so the weights are set to seeded random values first. At
 the default width this gives the trained model's float32 and int8 sizes to the byte.
 
-    python bench/quantize_variants.py [--repeats 8]
-    python bench/quantize_variants.py --widths 64,32 256,128 1024,512
+    python -m bench.quantize_variants [--repeats 8]
+    python -m bench.quantize_variants --widths 64,32 256,128 1024,512
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import default_params  # noqa: E402
-from pipelines import paths  # noqa: E402
-from pipelines.features import FeatureTransform  # noqa: E402
-from pipelines.io import read_json, read_parquet  # noqa: E402
-from pipelines.quantize import (  # noqa: E402
+from bench.common import default_params
+from pipelines import paths
+from pipelines.features import FeatureTransform
+from pipelines.io import read_json, read_parquet
+from pipelines.quantize import (
     TFLiteScorer,
     convert,
     flatbuffer_utils,
@@ -55,9 +51,9 @@ from pipelines.quantize import (  # noqa: E402
     representative_sample,
     size_breakdown,
 )
-from pipelines.schema import load_schema, schema_path  # noqa: E402
-from pipelines.tf_runtime import load_keras_model, predict_proba, tensorflow  # noqa: E402
-from pipelines.train import build_model  # noqa: E402
+from pipelines.schema import load_schema, schema_path
+from pipelines.tf_runtime import load_keras_model, predict_proba, tensorflow
+from pipelines.train import build_model
 
 GOAL_RATIO = 3.5
 

@@ -10,7 +10,7 @@ with Data Docs, the cleaning and the drift comparison. Last, the checkpoint agai
 rows with the numeric columns' nulls filled: Great Expectations' own cost when its pandas
 engine has no null rows to filter out, a floor for any validation through it.
 
-    python bench/validate_speed.py [--rows 10000,100000,1000000]
+    python -m bench.validate_speed [--rows 10000,100000,1000000]
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,13 +25,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import default_params  # noqa: E402
-from pipelines import drift  # noqa: E402
-from pipelines.config import DataParams  # noqa: E402
-from pipelines.schema import infer_schema  # noqa: E402
-from pipelines.validate import clean_rows, run_expectations, text_codes, validate  # noqa: E402
+from bench.common import default_params
+from pipelines import drift
+from pipelines.config import DataParams
+from pipelines.schema import infer_schema
+from pipelines.validate import clean_rows, run_expectations, text_codes, validate
 
 N_NUMERIC, N_CATEGORICAL = 20, 7
 
