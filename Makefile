@@ -17,13 +17,15 @@ BIN := $(VENV)/bin
 SYNC_FLAGS := --locked --compile-bytecode
 STAMP := $(VENV)/.synced-$(shell (cat uv.lock pyproject.toml; echo '$(SYNC_FLAGS)') | sha1sum | cut -c1-12)
 
-.PHONY: help install run test lint ui data clean
+.PHONY: help install run test test-fast lint hooks ui data clean
 
 help:
 	@echo "make run    install from uv.lock, simulate default data if needed, dvc repro, summary"
 	@echo "make test   install from uv.lock and run the test suite"
+	@echo "make test-fast  the unit tier only (tests/unit, under 2 minutes)"
+	@echo "make lint   ruff check, ruff format --check and mypy on pipelines/"
+	@echo "make hooks  install the pre-commit hooks (the same checks, on each commit)"
 	@echo "make ui     open the MLflow UI on the embedded store (http://127.0.0.1:5000)"
-	@echo "make lint   ruff"
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -47,9 +49,16 @@ run: data
 test: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
 
+test-fast: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q tests/unit
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+hooks: install
+	$(BIN)/pre-commit install
 
 ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db --host 127.0.0.1 --port 5000

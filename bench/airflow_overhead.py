@@ -19,7 +19,7 @@ Three Airflow figures against ``dvc repro``:
   run is that orchestrator's overhead. The figure is (stage work + Airflow's overhead) /
   (stage work + DVC's overhead), with the stage work of the ``dvc repro`` run.
 
-    python bench/airflow_overhead.py [--sync remote|off] [--repeats 3]
+    python -m bench.airflow_overhead [--sync remote|off] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -35,9 +35,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tests.integration.conftest import RepoCopy, make_repo_copy  # noqa: E402  (the tiny config)
+from tests.integration.conftest import RepoCopy, make_repo_copy  # the tiny config
 
 log = logging.getLogger("bench.airflow_overhead")
 STAGE_STARTS = re.compile(r"Running stage '([^']+)'")

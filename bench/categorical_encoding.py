@@ -5,29 +5,25 @@ params.yaml's settings), the same split, rebalance, augment, model params (param
 seed. Per seed both encodings train on the same augmented training split, one after the
 other, in this one process; the threshold-free metrics come from the untouched test split.
 
-    python bench/categorical_encoding.py [--seeds 3]
+    python -m bench.categorical_encoding [--seeds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score
 
-import numpy as np  # noqa: E402
-from sklearn.metrics import average_precision_score, roc_auc_score  # noqa: E402
-
-from bench.common import default_params, simulated  # noqa: E402
-from pipelines.augment import augment  # noqa: E402
-from pipelines.contracts import ClassWeights  # noqa: E402
-from pipelines.features import ENCODINGS  # noqa: E402
-from pipelines.rebalance import rebalance  # noqa: E402
-from pipelines.split import split  # noqa: E402
-from pipelines.tf_runtime import predict_proba  # noqa: E402
-from pipelines.train import train  # noqa: E402
+from bench.common import default_params, simulated
+from pipelines.augment import augment
+from pipelines.contracts import ClassWeights
+from pipelines.features import ENCODINGS
+from pipelines.rebalance import rebalance
+from pipelines.split import split
+from pipelines.tf_runtime import predict_proba
+from pipelines.train import train
 
 
 def main() -> None:

@@ -26,32 +26,29 @@ and types, not on the weight values, with one exception: the converter drops an 
 which every fresh Dense layer has, so the weights are set to seeded random values first. At
 the default width this gives the trained model's float32 and int8 sizes to the byte.
 
-    python bench/quantize_variants.py [--repeats 8]
-    python bench/quantize_variants.py --widths 64,32 256,128 1024,512
+    python -m bench.quantize_variants [--repeats 8]
+    python -m bench.quantize_variants --widths 64,32 256,128 1024,512
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import default_params  # noqa: E402
-from bench.tflite_sizes import flatbuffer_utils, size_breakdown  # noqa: E402
-from pipelines import paths  # noqa: E402
-from pipelines.features import FeatureTransform  # noqa: E402
-from pipelines.io import read_json, read_parquet  # noqa: E402
-from pipelines.metrics import quality  # noqa: E402
-from pipelines.model import build_model  # noqa: E402
-from pipelines.quantize import quantize  # noqa: E402
-from pipelines.schema import load_schema, schema_path  # noqa: E402
-from pipelines.tf_runtime import load_keras_model, predict_proba, tensorflow  # noqa: E402
-from pipelines.tflite import TFLiteScorer, convert, latency_ratio, representative_sample  # noqa: E402
+from bench.common import default_params
+from bench.tflite_sizes import flatbuffer_utils, size_breakdown
+from pipelines import paths
+from pipelines.contracts import DecisionThreshold
+from pipelines.features import FeatureTransform
+from pipelines.io import read_parquet
+from pipelines.metrics import quality
+from pipelines.model import build_model
+from pipelines.quantize import quantize
+from pipelines.schema import load_enforced_schema
+from pipelines.tf_runtime import load_keras_model, predict_proba, tensorflow
+from pipelines.tflite import TFLiteScorer, convert, latency_ratio, representative_sample
 
 GOAL_RATIO = 3.5
 
@@ -334,12 +331,12 @@ def main() -> None:
         )
         print_widths(args.widths, params, transform, sample)
         return
-    schema = load_schema(schema_path(params.data))
+    schema = load_enforced_schema()
     test = read_parquet(paths.SPLIT_TEST)
     model = load_keras_model(paths.KERAS_MODEL)
     x_train, x_test = transform.transform(train), transform.transform(test)
     labels = test[schema.target].to_numpy()
-    threshold = float(read_json(paths.EVALUATE_REPORT)["threshold"])
+    threshold = DecisionThreshold.load().threshold
     report, built = quantize(
         model,
         x_train,

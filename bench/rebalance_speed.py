@@ -3,25 +3,21 @@
 The stage does more than the bare call (standardising, one-hot encoding, decoding back to
 valid categories, rebuilding the frame), so the ratio is the price of that bookkeeping.
 
-    python bench/rebalance_speed.py [--rows 1000000] [--slow-rows 100000]
+    python -m bench.rebalance_speed [--rows 1000000] [--slow-rows 100000]
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipelines.config import RebalanceParams  # noqa: E402
-from pipelines.rebalance import rebalance  # noqa: E402
-from pipelines.schema import ColumnSchema, Schema  # noqa: E402
+from pipelines.config import RebalanceParams
+from pipelines.rebalance import rebalance
+from pipelines.schema import ColumnSchema, Schema
 
 N_NUMERIC = 21
 

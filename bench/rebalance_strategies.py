@@ -3,29 +3,25 @@
 Everything but the strategy is fixed: the same split, model, params (params.yaml) and seed.
 The threshold-free metrics come from the untouched test split.
 
-    python bench/rebalance_strategies.py [--strategies none,class_weight,...]
+    python -m bench.rebalance_strategies [--strategies none,class_weight,...]
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score
 
-import numpy as np  # noqa: E402
-from sklearn.metrics import average_precision_score, roc_auc_score  # noqa: E402
-
-from bench.common import breast_cancer, default_params, simulated  # noqa: E402
-from pipelines.augment import augment  # noqa: E402
-from pipelines.contracts import ClassWeights  # noqa: E402
-from pipelines.rebalance import rebalance  # noqa: E402
-from pipelines.split import split  # noqa: E402
-from pipelines.tf_runtime import predict_proba  # noqa: E402
-from pipelines.train import train  # noqa: E402
+from bench.common import breast_cancer, default_params, simulated
+from pipelines.augment import augment
+from pipelines.contracts import ClassWeights
+from pipelines.rebalance import rebalance
+from pipelines.split import split
+from pipelines.tf_runtime import predict_proba
+from pipelines.train import train
 
 DEFAULT = "none,class_weight,smote,smote_nc,adasyn,smote_tomek"
 

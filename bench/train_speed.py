@@ -36,7 +36,7 @@ fit as its side feeds it (training only, no validation or callbacks, after a war
   adds. The tracer also slows every element an element-wise pipeline touches, so a buffer
   refilled row by row looks slower traced than it is.
 
-    python bench/train_speed.py [--epochs 8] [--repeats 3]
+    python -m bench.train_speed [--epochs 8] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -51,18 +51,16 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from bench.common import default_params, simulated  # noqa: E402
-from pipelines.batches import steps_per_epoch, training_stream  # noqa: E402
-from pipelines.config import Params, TrainParams  # noqa: E402
-from pipelines.features import FeatureTransform  # noqa: E402
-from pipelines.model import build_model  # noqa: E402
-from pipelines.split import split  # noqa: E402
-from pipelines.tf_runtime import tensorflow  # noqa: E402
-from pipelines.train import train  # noqa: E402
+from bench.common import default_params, simulated
+from pipelines.batches import steps_per_epoch, training_stream
+from pipelines.config import Params, TrainParams
+from pipelines.features import FeatureTransform
+from pipelines.model import build_model
+from pipelines.split import split
+from pipelines.tf_runtime import tensorflow
+from pipelines.train import train
 
 
 def bench_inputs(params: Params, epochs: int):
@@ -245,7 +243,14 @@ def main() -> None:
         configured.append(stage_run(params, inputs)["samples_per_second"])
     wait = input_wait(params, inputs, repeats=5)
     child = subprocess.run(
-        [sys.executable, __file__, "--mirrored-child", "--epochs", str(args.epochs)],
+        [
+            sys.executable,
+            "-m",
+            "bench.train_speed",
+            "--mirrored-child",
+            "--epochs",
+            str(args.epochs),
+        ],
         capture_output=True,
         text=True,
         check=True,

@@ -13,7 +13,7 @@ checkpoint again on the same rows with the numeric columns' nulls filled: Great 
 own cost when its pandas engine has no null rows to filter out, a floor for any validation
 through it.
 
-    python bench/validate_speed.py [--rows 10000,100000,1000000]
+    python -m bench.validate_speed [--rows 10000,100000,1000000]
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import logging
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -31,15 +30,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import default_params  # noqa: E402
-from pipelines import drift  # noqa: E402
-from pipelines.cleaning import clean_rows, text_codes  # noqa: E402
-from pipelines.config import DataParams  # noqa: E402
-from pipelines.expectations import run_expectations  # noqa: E402
-from pipelines.schema import infer_schema  # noqa: E402
-from pipelines.validate import validate  # noqa: E402
+from bench.common import default_params
+from pipelines import drift
+from pipelines.cleaning import clean_rows, text_codes
+from pipelines.config import DataParams
+from pipelines.expectations import run_expectations
+from pipelines.schema import infer_schema
+from pipelines.validate import validate
 
 N_NUMERIC, N_CATEGORICAL = 20, 7
 

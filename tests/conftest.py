@@ -1,12 +1,14 @@
-"""Shared fixtures: tiny in-memory frames and a schema for them."""
+"""Shared fixtures: tiny in-memory frames, a schema for them, and small train params."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.config import DataParams, ValidateParams
+from pipelines.config import DataParams, TrainParams, ValidateParams
 from pipelines.schema import infer_schema
 
 
@@ -43,6 +45,29 @@ def make_frame(n: int = 400, positive_rate: float = 0.1, seed: int = 0) -> pd.Da
             "label": label,
         }
     )
+
+
+# The required TrainParams fields for a small model on the default strategy; each test names
+# what it needs beyond these. Every other field keeps its default (plain BCE, no L2, ...).
+SMALL_MODEL = dict(
+    strategy="default",
+    epochs=3,
+    batch_size=32,
+    learning_rate=0.001,
+    hidden_units=[8],
+    dropout=0.0,
+    early_stopping_patience=2,
+)
+
+
+@pytest.fixture(scope="session")
+def train_params() -> Callable[..., TrainParams]:
+    """Builds validated TrainParams: ``train_params(epochs=5, loss="focal")``."""
+
+    def make(**changes) -> TrainParams:
+        return TrainParams(**(SMALL_MODEL | changes))
+
+    return make
 
 
 @pytest.fixture

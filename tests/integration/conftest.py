@@ -153,7 +153,27 @@ def make_repo_copy(destination: Path, params: dict | None = None) -> RepoCopy:
     copy.run("git", "init", "-q", check=True)
     copy.run(*git, "add", "-A", check=True)
     copy.run(*git, "commit", "-qm", "copy", check=True)
+    assert_runs_own_code(copy)
     return copy
+
+
+def assert_runs_own_code(
+    copy: RepoCopy, cwd: Path | None = None, env_extra: dict[str, str] | None = None
+) -> None:
+    """The environment has the project installed (editable, at the checkout it was synced
+    from), so a copy must shadow it: ``python -m``/``-c`` put the working directory first on
+    sys.path, and Airflow's processes get the copy on PYTHONPATH, also ahead of site-packages.
+    A test that ran the installed code instead would test the wrong tree."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import pipelines; print(pipelines.__file__)"],
+        cwd=cwd or copy.root,
+        env=copy.env(env_extra),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    where = Path(done.stdout.strip()).resolve()
+    assert where.is_relative_to(copy.root.resolve()), where
 
 
 def copy_with_outputs(source: RepoCopy, destination: Path, registry: bool = True) -> RepoCopy:

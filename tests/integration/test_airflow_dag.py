@@ -34,6 +34,7 @@ from tests.integration.conftest import (
     LEAN,
     REPO,
     RepoCopy,
+    assert_runs_own_code,
     copy_with_outputs,
     make_repo_copy,
     ran_stages,
@@ -105,6 +106,7 @@ def trained(pipeline_repo, tmp_path_factory):
     env = airflow_env(
         copy, root / "airflow", AIRFLOW_CONN_RETRAIN_ALERTS=inbox.url, RETRAIN_DVC_SYNC="off"
     )
+    assert_runs_own_code(copy, cwd=root, env_extra=env)  # through PYTHONPATH, not the cwd
     copy.run(
         str(Path(sys.executable).parent / "airflow"), "db", "migrate", env_extra=env, check=True
     )

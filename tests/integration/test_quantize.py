@@ -5,7 +5,7 @@ import pytest
 from ai_edge_litert import interpreter as litert
 
 from bench.tflite_sizes import size_breakdown
-from pipelines.config import DataParams, QuantizeParams, SplitParams, TrainParams
+from pipelines.config import DataParams, QuantizeParams, SplitParams
 from pipelines.metrics import quality
 from pipelines.quantize import gate, quantize
 from pipelines.schema import infer_schema
@@ -31,7 +31,7 @@ CFG = QuantizeParams(
 
 
 @pytest.fixture(scope="module", params=["one_hot", "embedding"])
-def trained(request):
+def trained(request, train_params):
     frame = make_frame(n=3000, positive_rate=0.1, seed=7)
     schema = infer_schema(
         frame, DataParams(source="x", target="label", positive_label=1), 10, 3.0, 10
@@ -40,13 +40,11 @@ def trained(request):
         method="stratified", val_size=0.2, test_size=0.2, time_column=None, group_column=None
     )
     train_frame, val, test = split(frame, schema, split_cfg, seed=0)
-    cfg = TrainParams(
-        strategy="default",
+    cfg = train_params(
         epochs=5,
         batch_size=64,
         learning_rate=0.003,
         hidden_units=[32, 16],
-        dropout=0.0,
         early_stopping_patience=5,
         categorical_encoding=request.param,
     )
@@ -130,7 +128,7 @@ def test_the_gate_rejects_a_deliberately_degraded_variant(trained):
     assert all(r.startswith("dynamic_range: ") and " > " in r for r in reasons)
 
 
-def test_int8_input_range_holds_every_categorical_code():
+def test_int8_input_range_holds_every_categorical_code(train_params):
     """int8 quantizes the one input with one range: it must reach the highest code (the
     unknown slot, which no training row holds), not stop where the standardised numbers do."""
     from pipelines.model import build_model
@@ -140,13 +138,10 @@ def test_int8_input_range_holds_every_categorical_code():
     x_train = np.column_stack(
         [rng.normal(size=(500, 3)), rng.integers(0, levels - 1, size=(500, 1))]
     ).astype("float32")
-    cfg = TrainParams(
-        strategy="default",
+    cfg = train_params(
         epochs=1,
         batch_size=64,
         learning_rate=0.003,
-        hidden_units=[8],
-        dropout=0.0,
         early_stopping_patience=1,
         categorical_encoding="embedding",
     )

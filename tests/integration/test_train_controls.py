@@ -12,7 +12,6 @@ import pytest
 
 from pipelines import paths
 from pipelines.batches import steps_per_epoch, training_stream
-from pipelines.config import TrainParams
 from pipelines.model import build_model, float32_copy
 from pipelines.tf_runtime import tensorflow
 from pipelines.tflite import convert
@@ -77,10 +76,9 @@ def test_a_killed_training_resumes_after_its_last_epoch(tmp_path):
     assert any((repo.root / paths.TENSORBOARD).rglob("events.out.tfevents.*"))
 
 
-def test_model_knobs_mixed_precision_l2_and_focal_loss():
+def test_model_knobs_mixed_precision_l2_and_focal_loss(train_params):
     _, keras = tensorflow()
-    cfg = TrainParams(
-        strategy="default",
+    cfg = train_params(
         epochs=1,
         batch_size=8,
         learning_rate=0.01,
@@ -116,16 +114,14 @@ def test_model_knobs_mixed_precision_l2_and_focal_loss():
     assert isinstance(plain.loss, keras.losses.BinaryCrossentropy)
 
 
-def test_embedding_model_trains_saves_loads_and_converts(tmp_path):
+def test_embedding_model_trains_saves_loads_and_converts(tmp_path, train_params):
     from pipelines.tf_runtime import load_keras_model
 
     _, keras = tensorflow()
-    cfg = TrainParams(
-        strategy="default",
+    cfg = train_params(
         epochs=1,
         batch_size=16,
         learning_rate=0.01,
-        hidden_units=[8],
         dropout=0.1,
         early_stopping_patience=1,
         categorical_encoding="embedding",

@@ -1,4 +1,8 @@
-"""The validate stage under real `dvc repro`: drift stops the run and nothing accepted is lost."""
+"""The validate stage under real `dvc repro`: drift stops the run and nothing accepted is lost.
+
+Each test starts from a copy of the tiny pipeline's outputs (the session's ``pipeline_repo``),
+whose ingest and validate already ran on the simulated partitions: the same state a
+``dvc repro validate`` of its own would reach, without paying for it again."""
 
 import hashlib
 import json
@@ -8,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.integration.conftest import make_repo_copy
+from tests.integration.conftest import copy_with_outputs
 
 pytestmark = pytest.mark.integration
 
@@ -30,10 +34,9 @@ def validate_lock(repo) -> dict:
     return yaml.safe_load((repo.root / "dvc.lock").read_text())["stages"]["validate"]
 
 
-def test_drift_stops_the_run_and_keeps_the_accepted_outputs(tmp_path):
-    repo = make_repo_copy(tmp_path / "repo")
-    repo.python("-m", "pipelines.simulate", check=True)
-    repo.dvc("repro", "validate", check=True)
+def test_drift_stops_the_run_and_keeps_the_accepted_outputs(tmp_path, pipeline_repo):
+    repo = copy_with_outputs(pipeline_repo[0], tmp_path / "repo", registry=False)
+    repo.dvc("repro", "validate", check=True)  # up to date: nothing runs
     accepted = digests(repo.root)
     accepted_lock = validate_lock(repo)
 
@@ -75,10 +78,11 @@ def test_pii_never_leaves_the_validate_stage(pipeline_repo):
     assert "customer_email" not in pd.read_parquet(repo.root / "data/validated/clean.parquet")
 
 
-def test_only_new_partitions_are_validated_and_the_result_equals_a_full_run(tmp_path):
-    repo = make_repo_copy(tmp_path / "repo")
-    repo.python("-m", "pipelines.simulate", check=True)
-    repo.dvc("repro", "validate", check=True)
+def test_only_new_partitions_are_validated_and_the_result_equals_a_full_run(
+    tmp_path, pipeline_repo
+):
+    repo = copy_with_outputs(pipeline_repo[0], tmp_path / "repo", registry=False)
+    repo.dvc("repro", "validate", check=True)  # up to date: nothing runs
     repo.python("-m", "pipelines.simulate", "--first-day", "3", "--days", "1", check=True)
     repo.dvc("repro", "validate", check=True)
     report = json.loads((repo.root / "data/reports/validate.json").read_text())

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from pipelines.batches import fits_in_cache, steps_per_epoch
-from pipelines.config import TrainParams
 from pipelines.distribution import parse_tf_config, safe_steps_per_execution
 from pipelines.errors import PipelineError
 from pipelines.model import dtype_policy, embedding_dim
@@ -18,19 +17,6 @@ CLUSTER = {"worker": ["127.0.0.1:1111", "127.0.0.1:2222"]}
 
 def tf_config(cluster=CLUSTER, task_type="worker", index=0) -> str:
     return json.dumps({"cluster": cluster, "task": {"type": task_type, "index": index}})
-
-
-def cfg(**changes) -> TrainParams:
-    base = dict(
-        strategy="default",
-        epochs=3,
-        batch_size=32,
-        learning_rate=0.001,
-        hidden_units=[8],
-        dropout=0.0,
-        early_stopping_patience=2,
-    )
-    return TrainParams(**(base | changes))
 
 
 @pytest.mark.parametrize(
@@ -105,7 +91,8 @@ def test_an_epoch_is_every_batch_the_last_one_partial(rows, batch, steps):
     assert steps_per_epoch(rows, batch) == steps
 
 
-def test_fingerprint_changes_with_params_seed_weights_and_data():
+def test_fingerprint_changes_with_params_seed_weights_and_data(train_params):
+    cfg = train_params
     x, y = np.zeros((4, 2), "float32"), np.zeros(4)
     base = fingerprint(cfg(), 1, None, x, y)
     assert base == fingerprint(cfg(), 1, None, x.copy(), y.copy())
@@ -149,7 +136,8 @@ def test_embedding_dim_follows_fastais_rule(levels, setting, dim):
     assert embedding_dim(levels, setting) == dim
 
 
-def test_embedding_params_are_validated():
+def test_embedding_params_are_validated(train_params):
+    cfg = train_params
     assert cfg().categorical_encoding == "one_hot"  # by-hand params keep the old meaning
     assert cfg(categorical_encoding="embedding", embedding_dim=4).embedding_dim == 4
     for bad in ({"embedding_dim": 0}, {"embedding_dim": "wide"}, {"categorical_encoding": "x"}):
