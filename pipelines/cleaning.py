@@ -28,10 +28,10 @@ Codes = dict[str, tuple[np.ndarray, pd.Index]]
 class Cleaned:
     clean: pd.DataFrame
     quarantine: pd.DataFrame
+    kept: np.ndarray  # per input row: True if it is in ``clean``
     quarantined: dict[str, int] = field(default_factory=dict)
     repaired: dict[str, int] = field(default_factory=dict)
     drift: dict[str, float] = field(default_factory=dict)
-    kept: np.ndarray | None = None  # per input row: True if it is in ``clean``
 
 
 def text_codes(frame: pd.DataFrame) -> Codes:
@@ -264,7 +264,7 @@ def clean_rows(
     return Cleaned(
         clean,
         quarantine.reset_index(drop=True),
-        reason_counts(quarantine),
-        verdicts.repaired,
         kept=kept,
+        quarantined=reason_counts(quarantine),
+        repaired=verdicts.repaired,
     )

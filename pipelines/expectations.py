@@ -88,7 +88,7 @@ def build_suites(schema: Schema) -> tuple[Any, Any]:
             )
         if col.role == "categorical":
             row_level.add_expectation(
-                expect.ExpectColumnValuesToBeInSet(column=name, value_set=col.categories)
+                expect.ExpectColumnValuesToBeInSet(column=name, value_set=col.categories or [])
             )
         if col.role in ("numeric", "categorical") and not col.nullable:
             row_level.add_expectation(expect.ExpectColumnValuesToNotBeNull(column=name))

@@ -35,7 +35,7 @@ def serving_signature(schema: Schema):
     int64 data for a double column (a nullable integer column arrives as either); the feature
     transform itself rejects text in a numeric column, naming it."""
     from mlflow.models import ModelSignature
-    from mlflow.types.schema import AnyType, ColSpec
+    from mlflow.types.schema import AnyType, ColSpec, TensorSpec
     from mlflow.types.schema import Schema as ColumnSpecs
 
     def spec(name: str) -> ColSpec:
@@ -44,9 +44,13 @@ def serving_signature(schema: Schema):
             return ColSpec(AnyType(), name)
         return ColSpec("boolean" if column.kind == "bool" else "string", name)
 
-    outputs = [ColSpec("double", "probability"), ColSpec("long", "label")]
+    inputs: list[ColSpec | TensorSpec] = [spec(name) for name in schema.feature_columns]
+    outputs: list[ColSpec | TensorSpec] = [
+        ColSpec("double", "probability"),
+        ColSpec("long", "label"),
+    ]
     return ModelSignature(
-        inputs=ColumnSpecs([spec(name) for name in schema.feature_columns]),
+        inputs=ColumnSpecs(inputs),
         outputs=ColumnSpecs(outputs),
     )
 

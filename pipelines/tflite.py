@@ -52,6 +52,8 @@ def convert(
     elif variant in ("int8", "qat"):
         # The converter insists on calibration rows for int8-only ops, even after QAT
         # (whose learned ranges then take precedence).
+        if representative is None:
+            raise ValueError(f"the {variant} variant needs representative rows to calibrate")
         rows = representative.astype("float32")
         converter.representative_dataset = lambda: ([row[None, :]] for row in rows)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
