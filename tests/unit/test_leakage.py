@@ -5,6 +5,7 @@ served variant on validation. The threshold's test is in test_evaluate_register.
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -60,6 +61,26 @@ def test_dvc_graph_gives_them_no_validation_or_test_input():
     for name in ("rebalance", "augment"):
         assert not forbidden & set(stages[name]["deps"])
     assert str(paths.SPLIT_TEST) not in stages["train"]["deps"]
+
+
+def test_flipped_validation_and_test_labels_leave_rebalance_and_augment_unchanged(project):
+    """Whatever rebalance and augment choose (k, the sample, the class weights) comes from the
+    training split alone: flipping every validation and test label changes none of it."""
+
+    def run() -> list:
+        rebalance.main()
+        augment.main()
+        frames = [pd.read_parquet(path) for path in (paths.REBALANCED_TRAIN, paths.AUGMENTED_TRAIN)]
+        return frames + [ClassWeights.load().for_keras()]
+
+    before = run()
+    for path in (paths.SPLIT_VAL, paths.SPLIT_TEST):
+        rows = pd.read_parquet(path)
+        rows.assign(label=1 - rows["label"]).to_parquet(path)
+    after = run()
+    pd.testing.assert_frame_equal(after[0], before[0])
+    pd.testing.assert_frame_equal(after[1], before[1])
+    assert after[2] == before[2]
 
 
 class Stopped(Exception):
