@@ -77,18 +77,18 @@ class ValidateParams(Section):
 
 
 class SplitParams(Section):
-    method: Literal["stratified", "out_of_time"]
+    method: Literal["hash", "stratified", "out_of_time"]
     val_size: float = Field(gt=0, lt=0.5)
     test_size: float = Field(gt=0, lt=0.5)
     time_column: str | None = Field(description="out_of_time: null means the schema's timestamp")
-    group_column: str | None = Field(description="stratified: no group spans two splits")
+    group_column: str | None = Field(description="hash, stratified: no group spans two splits")
 
     @model_validator(mode="after")
     def _consistent(self) -> SplitParams:
         if self.val_size + self.test_size >= 0.8:
             raise ValueError("val_size + test_size must leave at least 20% for training")
         if self.method == "out_of_time" and self.group_column:
-            raise ValueError("group_column applies to method 'stratified' only")
+            raise ValueError("group_column applies to methods 'hash' and 'stratified' only")
         return self
 
 

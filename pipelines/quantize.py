@@ -1,4 +1,4 @@
-"""Quantize: TFLite variants of the float model, each measured and gated on the test split.
+"""Quantize: TFLite variants of the float model, each gated on validation, reported on test.
 
 Variants (``quantize.variants``):
 
@@ -11,25 +11,31 @@ Variants (``quantize.variants``):
   strategies), then int8 conversion like ``int8``.
 
 Each variant is scored through the LiteRT interpreter (``ai-edge-litert``; TensorFlow's
-deprecated ``tf.lite.Interpreter`` only where no LiteRT wheel exists) on the test split: PR-AUC,
-ROC-AUC and recall at the threshold evaluate chose on validation, against the float model, plus
-file size, batch-1 latency and batch-256 throughput (single-threaded interpreter). An
-unquantized float32 TFLite conversion is measured too, as the size and speed reference. A
+deprecated ``tf.lite.Interpreter`` only where no LiteRT wheel exists) on the VALIDATION split:
+PR-AUC, ROC-AUC and recall at the threshold evaluate chose on validation, against the float
+model, plus file size, batch-1 latency and batch-256 throughput (single-threaded interpreter).
+An unquantized float32 TFLite conversion is measured too, as the size and speed reference. A
 variant is eligible only if its PR-AUC drop is at most ``max_pr_auc_drop``, its recall drop at
-most ``max_recall_drop``, no test probability moves more than ``parity_tolerance``, and its
-batch-1 latency is at most ``max_latency_ratio`` times the float32 TFLite model's (measured in
-alternating windows, so that machine load hits both alike). Each check is a
+most ``max_recall_drop``, no validation probability moves more than ``parity_tolerance``, and
+its batch-1 latency is at most ``max_latency_ratio`` times the float32 TFLite model's (measured
+in alternating windows, so that machine load hits both alike). Each check is a
 ``gates.GateResult``; a variant's ``gate`` in the stage's report gives the reasons of the
 checks it failed (of every check when it passed), each with the measured value and the limit.
 The eligible variant that ``serving_policy`` prefers (smallest file, or lowest measured
 batch-1 latency) becomes ``model.tflite``; with none eligible the float model stays the
 serving one. The choice reaches register as ``contracts.ServedVariant``.
+
+Test only reports: once the choice is made, the float model and each variant are scored on the
+test split, under each one's ``test`` key (``test_*`` columns of ``quantization.md``). Nothing
+the choice reads comes from test, and the headline numbers (``serving_artifact``,
+``size_ratio``, ``pr_auc_drop``) are the validation-based ones the gate used.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -54,6 +60,14 @@ from pipelines.tflite import (
 )
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Rows:
+    """One split as the model sees it: transformed features and their labels."""
+
+    features: np.ndarray
+    labels: np.ndarray
 
 
 def quantization_aware(
@@ -131,52 +145,55 @@ def gate(variants: dict[str, dict], reference: dict[str, float], cfg: QuantizePa
 
 def quantize(
     model,
-    train_features: np.ndarray,
-    train_labels: np.ndarray,
-    test_features: np.ndarray,
-    test_labels: np.ndarray,
+    train: Rows,
+    val: Rows,
+    test: Rows,
     threshold: float,
     cfg: QuantizeParams,
     seed: int,
     code_columns: dict[int, int] | None = None,
 ) -> tuple[dict, dict[str, bytes]]:
-    """Build, score and gate every variant; return the report and each variant's bytes.
+    """Build every variant, measure and gate it on ``val``, then report it on ``test``; return
+    the report and each variant's bytes.
 
+    The serving choice is made before ``test`` is scored, from validation numbers only.
     ``code_columns`` is ``FeatureTransform.code_columns``: int8 calibration covers every code.
     """
-    float_scores = predict_proba(model, test_features)
-    reference = quality(test_labels, float_scores, threshold) | measure_speed(
-        lambda rows: model(rows, training=False), test_features
+    float_scores = predict_proba(model, val.features)
+    reference = quality(val.labels, float_scores, threshold) | measure_speed(
+        lambda rows: model(rows, training=False), val.features
     )
-    sample = representative_sample(train_features, cfg.representative_rows, seed, code_columns)
+    sample = representative_sample(train.features, cfg.representative_rows, seed, code_columns)
     float_tflite = convert(model, "float32")
     reference_scorer = TFLiteScorer(float_tflite)
-    reference_tflite = {"bytes": len(float_tflite)} | measure_speed(reference_scorer, test_features)
+    reference_tflite = {"bytes": len(float_tflite)} | measure_speed(reference_scorer, val.features)
     built, variants = {}, {}
     for variant in cfg.variants:
         started = time.perf_counter()
         source = model
         if variant == "qat":
-            source = quantization_aware(model, train_features, train_labels, cfg, seed)
+            source = quantization_aware(model, train.features, train.labels, cfg, seed)
         built[variant] = convert(source, variant, sample)
         scorer = TFLiteScorer(built[variant])
-        scores = scorer.predict(test_features)
+        scores = scorer.predict(val.features)
         variants[variant] = (
             {"bytes": len(built[variant]), "size_ratio": len(float_tflite) / len(built[variant])}
-            | quality(test_labels, scores, threshold)
+            | quality(val.labels, scores, threshold)
             | {"max_abs_diff": float(np.abs(scores - float_scores).max())}
-            | measure_speed(scorer, test_features)
-            | {"latency_ratio": latency_ratio(scorer, reference_scorer, test_features)}
+            | measure_speed(scorer, val.features)
+            | {"latency_ratio": latency_ratio(scorer, reference_scorer, val.features)}
             | {"build_seconds": time.perf_counter() - started}
         )
         log.info(
-            "quantized %s: %d bytes, test PR-AUC %.4f",
+            "quantized %s: %d bytes, validation PR-AUC %.4f",
             variant,
             len(built[variant]),
             variants[variant]["pr_auc"],
         )
     serving = gate(variants, reference, cfg)
+    report_on_test(model, built, reference, variants, test, threshold)
     report = {
+        "selected_on": "val",
         "float": reference | {"bytes": None},
         "float_tflite": reference_tflite,
         "variants": variants,
@@ -187,10 +204,38 @@ def quantize(
     return report, built
 
 
+def report_on_test(
+    model,
+    built: dict[str, bytes],
+    reference: dict,
+    variants: dict[str, dict],
+    test: Rows,
+    threshold: float,
+) -> None:
+    """Add each model's test metrics under its ``test`` key, for reporting only: called after
+    the gate, and nothing reads them back to choose."""
+    float_scores = predict_proba(model, test.features)
+    reference["test"] = quality(test.labels, float_scores, threshold)
+    for name, entry in variants.items():
+        scores = TFLiteScorer(built[name]).predict(test.features)
+        measured = quality(test.labels, scores, threshold)
+        entry["test"] = measured | {
+            "pr_auc_drop": reference["test"]["pr_auc"] - measured["pr_auc"],
+            "max_abs_diff": float(np.abs(scores - float_scores).max()),
+        }
+
+
 def comparison_table(report: dict) -> pd.DataFrame:
-    rows = [{"variant": "float (Keras)", **report["float"]}]
-    rows += [{"variant": "float32 TFLite (reference)", **report["float_tflite"]}]
-    rows += [{"variant": name, **entry} for name, entry in report["variants"].items()]
+    """One row per model: the validation numbers the gate read, then the reported-only test
+    numbers as ``test_*`` columns."""
+
+    def row(name: str, entry: dict) -> dict:
+        tested = {f"test_{key}": value for key, value in entry.get("test", {}).items()}
+        return {"variant": name, **entry, **tested}
+
+    rows = [row("float (Keras)", report["float"])]
+    rows += [row("float32 TFLite (reference)", report["float_tflite"])]
+    rows += [row(name, entry) for name, entry in report["variants"].items()]
     columns = [
         "variant",
         "bytes",
@@ -205,6 +250,9 @@ def comparison_table(report: dict) -> pd.DataFrame:
         "latency_ratio",
         "throughput_batch256_rows_s",
         "eligible",
+        "test_pr_auc",
+        "test_recall",
+        "test_pr_auc_drop",
     ]
     return pd.DataFrame(rows).reindex(columns=columns)
 
@@ -217,14 +265,16 @@ def markdown_table(report: dict) -> str:
     ]
     return (
         "\n".join(lines)
-        + f"\n\nserving artifact: {report['serving_artifact']}\n"
+        + "\n\ngate and serving choice: validation split; test_* columns are reported only\n"
+        + f"serving artifact: {report['serving_artifact']}\n"
         + f"measured with: {report['interpreter']}, one thread\n"
     )
 
 
 def headline_metrics(report: dict) -> dict:
-    """The served artifact, its size ratio and its PR-AUC drop; the float model has no size ratio
-    (the ratio is against the float32 TFLite file) and no drop."""
+    """The served artifact, its size ratio and its PR-AUC drop on VALIDATION (the drop the gate
+    judged, not the test one); the float model has no size ratio (the ratio is against the
+    float32 TFLite file) and no drop."""
     served = report["serving_artifact"]
     if served == "float":
         return {"serving_artifact": served, "pr_auc_drop": 0.0}
@@ -238,13 +288,15 @@ def main() -> None:
     schema = load_enforced_schema()
     model = load_keras_model(paths.KERAS_MODEL)
     transform = FeatureTransform.load(paths.FEATURE_TRANSFORM)
-    train, test = read_parquet(paths.AUGMENTED_TRAIN), read_parquet(paths.SPLIT_TEST)
+    train, val, test = (
+        Rows(transform.transform(frame), frame[schema.target].to_numpy())
+        for frame in map(read_parquet, (paths.AUGMENTED_TRAIN, paths.SPLIT_VAL, paths.SPLIT_TEST))
+    )
     report, built = quantize(
         model,
-        transform.transform(train),
-        train[schema.target].to_numpy(),
-        transform.transform(test),
-        test[schema.target].to_numpy(),
+        train,
+        val,
+        test,
         DecisionThreshold.load().threshold,
         cfg,
         params.seed,
@@ -253,7 +305,7 @@ def main() -> None:
     report["float"]["bytes"] = paths.KERAS_MODEL.stat().st_size
     serving = report["serving_artifact"]
     # model.tflite is the served variant, or, when none passed the gate, the most accurate one
-    # (kept for inspection; register serves the float model then).
+    # on validation (kept for inspection; register serves the float model then).
     kept = (
         serving
         if serving != "float"

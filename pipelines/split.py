@@ -1,7 +1,12 @@
 """Split: train / validation / test, before any resampling.
 
-* ``stratified``: random, with the class ratio kept in each split; with ``group_column`` no
-  group (a customer, say) spans two splits.
+* ``hash``: each row lands where a seeded hash of its id puts it (the schema's first ``id``
+  column; with none, its feature and timestamp values), cut at the configured fractions. The
+  same row lands in the same split on every retrain, so rows the champion trained on never
+  reach a later test split; the class ratio holds approximately (each class is cut alike).
+  With ``group_column`` the group's value is hashed instead, so no group spans two splits.
+* ``stratified``: random, with the class ratio kept in each split exactly; with
+  ``group_column`` no group (a customer, say) spans two splits. Drawn again on every retrain.
 * ``out_of_time``: train on the oldest rows, validate on the next, test on the most recent.
   For fraud this is the honest estimate of next week's performance.
 
@@ -11,6 +16,7 @@ and early stopping; test is read once, by evaluate, for reporting.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 import numpy as np
@@ -43,6 +49,8 @@ def split(frame: pd.DataFrame, schema: Schema, cfg: SplitParams, seed: int) -> S
         )
     if cfg.method == "out_of_time":
         parts = _out_of_time(frame, time_column(schema, cfg), cfg)
+    elif cfg.method == "hash":
+        parts = _hashed(frame, hash_key(frame, schema, cfg), cfg, seed)
     elif cfg.group_column:
         parts = _grouped(frame, target, cfg, seed)
     else:
@@ -78,6 +86,53 @@ def time_column(schema: Schema, cfg: SplitParams) -> str:
             f"timestamp columns {candidates}"
         )
     return candidates[0]
+
+
+def hash_key(frame: pd.DataFrame, schema: Schema, cfg: SplitParams) -> pd.Series:
+    """What a row's split is decided by: its group, else its id, else its feature values.
+
+    Values are hashed as text, so a column read as int from CSV and as float from Parquet, or
+    a reordered frame, keeps its rows where they were.
+    """
+    if cfg.group_column:
+        if cfg.group_column not in frame.columns:
+            raise PipelineError(
+                f"split.group_column: {cfg.group_column!r} is not a column of the data"
+            )
+        columns = [cfg.group_column]
+    else:
+        ids = [name for name in schema.features("id") if name in frame.columns]
+        columns = ids[:1] or sorted(
+            name
+            for name in schema.feature_columns + schema.features("timestamp")
+            if name in frame.columns
+        )
+    text = frame[columns].astype(str)
+    return (
+        text.iloc[:, 0].str.cat(text.iloc[:, 1:], sep="\x1f")
+        if len(columns) > 1
+        else text.iloc[:, 0]
+    )
+
+
+def stable_fraction(keys: pd.Series, seed: int) -> np.ndarray:
+    """Each key's place in [0, 1): a seeded BLAKE2b digest, the same on every machine, Python
+    and pandas version (unlike ``hash()`` or ``pd.util.hash_pandas_object``)."""
+    salt = seed.to_bytes(8, "little", signed=True)
+    digests = (hashlib.blake2b(key.encode(), digest_size=8, salt=salt).digest() for key in keys)
+    return (
+        np.fromiter(
+            (int.from_bytes(d, "little") for d in digests), dtype=np.float64, count=len(keys)
+        )
+        / 2.0**64
+    )
+
+
+def _hashed(frame: pd.DataFrame, keys: pd.Series, cfg: SplitParams, seed: int) -> Splits:
+    where = stable_fraction(keys, seed)
+    train_end = 1 - cfg.val_size - cfg.test_size
+    in_train, in_test = where < train_end, where >= 1 - cfg.test_size
+    return frame[in_train], frame[~in_train & ~in_test], frame[in_test]
 
 
 def _out_of_time(frame: pd.DataFrame, column: str, cfg: SplitParams) -> Splits:

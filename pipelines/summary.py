@@ -42,7 +42,8 @@ def quantization_line(quantize: dict) -> str:
         return "no TFLite variant passed the gate: the float model is served"
     entry = quantize["variants"][chosen]
     return (
-        f"{chosen} TFLite ({entry['bytes']} bytes, PR-AUC drop {entry['pr_auc_drop']:.4f}); "
+        f"{chosen} TFLite ({entry['bytes']} bytes, validation PR-AUC drop "
+        f"{entry['pr_auc_drop']:.4f}); "
         f"see data/models/quantization.md"
     )
 

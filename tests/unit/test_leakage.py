@@ -1,13 +1,18 @@
-"""Leakage is impossible by construction: resampling and augmentation only ever read train."""
+"""Leakage is impossible by construction: resampling and augmentation only ever read train,
+training (early stopping, the LR schedule) reads train and validation, and quantize chooses its
+served variant on validation. The threshold's test is in test_evaluate_register.py."""
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
-from pipelines import augment, paths, rebalance
+from pipelines import augment, paths, quantize, rebalance
+from pipelines import train as train_stage
 from pipelines.cleaning import clean_rows
-from pipelines.config import load_params
+from pipelines.config import QuantizeParams, load_params
 from pipelines.contracts import ClassWeights
 from pipelines.schema import save_schema, schema_path
 
@@ -55,6 +60,127 @@ def test_dvc_graph_gives_them_no_validation_or_test_input():
     forbidden = {str(paths.SPLIT_VAL), str(paths.SPLIT_TEST)}
     for name in ("rebalance", "augment"):
         assert not forbidden & set(stages[name]["deps"])
+    assert str(paths.SPLIT_TEST) not in stages["train"]["deps"]
+
+
+def test_flipped_validation_and_test_labels_leave_rebalance_and_augment_unchanged(project):
+    """Whatever rebalance and augment choose (k, the sample, the class weights) comes from the
+    training split alone: flipping every validation and test label changes none of it."""
+
+    def run() -> list:
+        rebalance.main()
+        augment.main()
+        frames = [pd.read_parquet(path) for path in (paths.REBALANCED_TRAIN, paths.AUGMENTED_TRAIN)]
+        return frames + [ClassWeights.load().for_keras()]
+
+    before = run()
+    for path in (paths.SPLIT_VAL, paths.SPLIT_TEST):
+        rows = pd.read_parquet(path)
+        rows.assign(label=1 - rows["label"]).to_parquet(path)
+    after = run()
+    pd.testing.assert_frame_equal(after[0], before[0])
+    pd.testing.assert_frame_equal(after[1], before[1])
+    assert after[2] == before[2]
+
+
+class Stopped(Exception):
+    """Raised by the stand-in for train(): main() has read all it hands to training."""
+
+
+def test_training_reads_only_train_and_validation(project, monkeypatch):
+    """Early stopping and the LR schedule watch what train() is given: the augmented training
+    split and validation, never test."""
+    rebalance.main()  # the class-weights contract train reads
+    augment.main()
+    given = []
+
+    def stand_in(train_frame, val_frame, *args, **kwargs):
+        given.extend([train_frame, val_frame])
+        raise Stopped
+
+    monkeypatch.setattr(train_stage, "train", stand_in)
+    reads = record_reads(monkeypatch, train_stage)
+    with pytest.raises(Stopped):
+        train_stage.main()
+    assert reads == [paths.AUGMENTED_TRAIN, paths.SPLIT_VAL] and len(given) == 2
+
+
+QUANTIZE = QuantizeParams(
+    variants=["dynamic_range", "float16", "int8"],
+    max_pr_auc_drop=0.01,
+    max_recall_drop=0.02,
+    parity_tolerance=0.05,
+    max_latency_ratio=1.05,
+    serving_policy="smallest",
+    representative_rows=50,
+    qat_epochs=1,
+    qat_learning_rate=0.001,
+)
+# Each stand-in variant: its file size and how far its scores stray from the float model's.
+NOISE = {"float32": (4000, 0.0), "dynamic_range": (1500, 0.002), "float16": (2000, 0.0001)}
+NOISE["int8"] = (1000, 0.2)  # smallest, but fails parity: the gate must say so every time
+
+
+def split_rows(rng, n: int) -> quantize.Rows:
+    features = rng.normal(size=(n, 3)).astype("float32")
+    labels = (features[:, 0] + rng.normal(0, 0.7, n) > 1.2).astype(int)
+    return quantize.Rows(features, labels)
+
+
+@pytest.fixture
+def no_tensorflow(monkeypatch):
+    """quantize() with TensorFlow and LiteRT replaced by arithmetic, so it runs in milliseconds."""
+
+    def float_scores(features):
+        return 1 / (1 + np.exp(-2 * features[:, 0]))
+
+    class Scorer:
+        def __init__(self, tflite: bytes):
+            self.noise = NOISE[tflite.decode().split(":")[0]][1]
+
+        def predict(self, features):
+            return np.clip(float_scores(features) + self.noise * np.sin(7 * features[:, 1]), 0, 1)
+
+        __call__ = predict
+
+    def convert(model, variant, sample=None):
+        return f"{variant}:".encode().ljust(NOISE[variant][0], b"x")
+
+    fakes = {
+        "predict_proba": lambda model, features: float_scores(features),
+        "convert": convert,
+        "TFLiteScorer": Scorer,
+        "measure_speed": lambda call, features: {"latency_batch1_ms": 1.0},
+        "latency_ratio": lambda scorer, reference, features: 1.0,
+        "interpreter_class": lambda: (Scorer, "stand-in"),
+    }
+    for name, fake in fakes.items():
+        monkeypatch.setattr(quantize, name, fake)
+
+
+@pytest.mark.parametrize("change", ["flipped", "permuted"])
+def test_quantize_choice_never_looks_at_test_labels(no_tensorflow, change):
+    rng = np.random.default_rng(0)
+    train, val, test = split_rows(rng, 300), split_rows(rng, 400), split_rows(rng, 400)
+    labels = 1 - test.labels if change == "flipped" else rng.permutation(test.labels)
+    other_test = quantize.Rows(test.features, labels)
+    report, _ = quantize.quantize(None, train, val, test, 0.5, QUANTIZE, seed=0)
+    other, _ = quantize.quantize(None, train, val, other_test, 0.5, QUANTIZE, seed=0)
+
+    def chosen_on(result: dict) -> dict:
+        """Everything but the reported-only test numbers and the build time."""
+        return {
+            name: {k: v for k, v in entry.items() if k not in ("test", "build_seconds")}
+            for name, entry in result["variants"].items()
+        }
+
+    assert other["serving_artifact"] == report["serving_artifact"] == "dynamic_range"
+    assert chosen_on(other) == chosen_on(report)
+    assert other["variants"]["int8"]["gate"] == report["variants"]["int8"]["gate"]
+    assert "int8: max |diff|" in report["variants"]["int8"]["gate"]
+    # The test labels did change what is reported: they reach the report, and only it.
+    assert other["variants"]["float16"]["test"] != report["variants"]["float16"]["test"]
+    assert other["float"]["test"]["pr_auc"] != report["float"]["test"]["pr_auc"]
 
 
 @pytest.mark.parametrize("strategy, weighted", [("class_weight", True), ("smote", False)])
