@@ -57,7 +57,9 @@ def test_display_uri_and_brief_never_show_the_password(monkeypatch):
     assert "secret" not in brief(error) and "user:***@host" in brief(error)
 
 
-def test_stage_error_line_and_logs_are_redacted(capsys):
+def test_stage_error_line_and_logs_are_redacted(capsys, monkeypatch):
+    monkeypatch.setattr(stage.signal, "signal", lambda *args: None)  # keep pytest's SIGTERM
+
     def main():
         raise PipelineError("MLflow at postgresql://u:hunter2@db/mlflow is down")
 
