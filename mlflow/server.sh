@@ -4,7 +4,10 @@
 #   mlflow/server.sh                 # sqlite store and local artifacts under mlflow/server/
 #
 # Everything is set through the environment (never through params.yaml, never hard-coded):
-#   MLFLOW_HOST                      bind address (default 127.0.0.1: not reachable from outside)
+#   MLFLOW_HOST                      bind address (default 127.0.0.1: not reachable from outside);
+#                                    any other than loopback needs MLFLOW_BASIC_AUTH=1, or
+#   MLFLOW_ALLOW_UNAUTHENTICATED=1   to expose it without auth anyway (a proxy in front that
+#                                    authenticates): the script warns and starts
 #   MLFLOW_PORT                      default 5000
 #   MLFLOW_BACKEND_STORE_URI         sqlite:///... (default) or postgresql+psycopg2://user@host:5432/db
 #   MLFLOW_ARTIFACTS_DESTINATION     a folder (default) or s3://bucket/prefix; artifacts are proxied
@@ -23,9 +26,22 @@
 # script never passes them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Everything the server creates (the sqlite stores, the basic-auth user store with its password
+# hashes, local artifacts) is readable by this user only.
+umask 077
 
 HOST="${MLFLOW_HOST:-127.0.0.1}"
 PORT="${MLFLOW_PORT:-5000}"
+# Anyone who reaches an unauthenticated server can read, change and delete every run and
+# model, and move @champion: without auth it may listen on loopback only.
+if ! [[ "$HOST" =~ ^127\.[0-9]+\.[0-9]+\.[0-9]+$ || "$HOST" == localhost || "$HOST" == ::1 ]] &&
+  [[ "${MLFLOW_BASIC_AUTH:-0}" != 1 ]]; then
+  if [[ "${MLFLOW_ALLOW_UNAUTHENTICATED:-0}" != 1 ]]; then
+    echo "mlflow/server.sh: refusing to listen on $HOST (not loopback) without authentication: set MLFLOW_BASIC_AUTH=1, or MLFLOW_ALLOW_UNAUTHENTICATED=1 if a proxy in front authenticates" >&2
+    exit 2
+  fi
+  echo "mlflow/server.sh: WARNING: listening on $HOST without authentication (MLFLOW_ALLOW_UNAUTHENTICATED=1): whoever reaches port $PORT can change every run and model" >&2
+fi
 mkdir -p mlflow/server
 BACKEND="${MLFLOW_BACKEND_STORE_URI:-sqlite:///$PWD/mlflow/server/mlflow.db}"
 ARTIFACTS="${MLFLOW_ARTIFACTS_DESTINATION:-$PWD/mlflow/server/artifacts}"

@@ -114,10 +114,10 @@ def register(params: Params) -> dict:
     try:
         result = _register_in_run(params, client, run_id)
     except BaseException as exc:
-        mlflow.end_run(status="KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        tracking.end_active_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
     if result.get("champion_error"):
-        mlflow.end_run(status="FAILED")
+        tracking.end_active_run("FAILED")
     else:
         mlflow.end_run()
         tracking.close_lineage_run(client, run_id, "FINISHED")
@@ -158,7 +158,7 @@ def _register_in_run(params: Params, client: MlflowClient, run_id: str) -> dict:
         "challenger": asdict(gate.challenger),
         "champion": asdict(gate.champion) if gate.champion is not None else None,
         "previous_champion_version": int(gate.champion_version) if gate.champion_version else None,
-        "tracking_uri": tracking.redacted(tracking.tracking_uri()),
+        "tracking_uri": tracking.display_uri(),
         **({"champion_error": gate.champion_error} if gate.champion_error else {}),
     }
 
@@ -180,10 +180,7 @@ def _logged_version(
         log.info("v%s of this run is registered already (a retry); reusing it", version.version)
         return version
     except MlflowException as exc:
-        raise PipelineError(
-            f"MLflow at {tracking.redacted(tracking.tracking_uri())} failed while registering "
-            f"{cfg.model_name!r}: {brief(exc)}"
-        ) from exc
+        raise tracking.mlflow_error(exc, f"registering {cfg.model_name!r}") from exc
 
 
 def _run_gate(
@@ -290,7 +287,7 @@ def _recorded_result(version: ModelVersion, run_id: str) -> dict:
         "challenger": {k: float(tags[f"test_{k}"]) for k in GATE_METRICS},
         "champion": None,
         "previous_champion_version": None,
-        "tracking_uri": tracking.redacted(tracking.tracking_uri()),
+        "tracking_uri": tracking.display_uri(),
     }
 
 

@@ -51,9 +51,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         client.get_registered_model(name)
     except MlflowException as exc:
-        raise PipelineError(
-            f"registered model {name!r} not found at {tracking.redacted(tracking.tracking_uri())}"
-        ) from exc
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise PipelineError(
+                f"registered model {name!r} not found at {tracking.display_uri()}"
+            ) from exc
+        raise tracking.mlflow_error(exc, f"reading registered model {name!r}") from exc
     if args.command == "history":
         sys.stdout.write(format_history(history(client, name)))
     elif args.command == "versions":

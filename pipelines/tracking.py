@@ -24,11 +24,11 @@ import os
 import socket
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from pipelines import paths
-from pipelines.errors import PipelineError, brief
+from pipelines.errors import PipelineError, brief, redact
 from pipelines.io import write_json_atomic
+from pipelines.stage import redact_handlers
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,8 @@ MLFLOW_DEFAULTS = {
     "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
 }
 # Artifacts a failing stage leaves for the user to read, logged with its error.
+# The values record_failure gives a stage's ``stage.<name>`` tag.
+FAILED_STAGE_TAGS = ("failed", "killed")
 FAILURE_ARTIFACTS = {
     "validate": [paths.VALIDATE_REPORT, paths.FAILED_DATA_DOCS],
 }
@@ -56,13 +58,10 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI", paths.MLFLOW_DEFAULT_URI)
 
 
-def redacted(uri: str) -> str:
-    """The URI without a password, fit for logs, metrics files and tags."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+def display_uri() -> str:
+    """The tracking URI as shown to people (logs, errors, reports, the lineage pointer):
+    without its credentials."""
+    return redact(tracking_uri())
 
 
 def lineage_id() -> str | None:
@@ -78,13 +77,46 @@ def client():
     """An MlflowClient on the configured store (the embedded sqlite store by default)."""
     for key, value in MLFLOW_DEFAULTS.items():
         os.environ.setdefault(key, value)
+    if display_uri() != tracking_uri():
+        # MLflow prints "View run ... at: <tracking URI>" to stdout, password included.
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+    if tracking_uri().startswith("sqlite:///"):
+        prepare_sqlite_store(Path(tracking_uri().removeprefix("sqlite:///").split("?")[0]))
     import mlflow
     from mlflow import MlflowClient
 
-    if tracking_uri() == paths.MLFLOW_DEFAULT_URI:
-        paths.MLFLOW_DIR.mkdir(exist_ok=True)
+    # MLflow's loggers have their own handler, which does not pass through ours.
+    redact_handlers(logging.getLogger("mlflow"))
     mlflow.set_tracking_uri(tracking_uri())
     return MlflowClient()
+
+
+def prepare_sqlite_store(database: Path) -> None:
+    """Check that a sqlite store can be written, before MLflow fails on it with screens of
+    SQLAlchemy tracebacks, and create a new one private (0600): it holds every run's params,
+    tags and errors."""
+    folder = database.parent
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise PipelineError(
+            f"{folder}: cannot create the MLflow store's folder ({exc.strerror})"
+        ) from exc
+    artifacts = folder / paths.MLFLOW_ARTIFACTS.name
+    for path, why in (
+        (database, ""),
+        (folder, f", and sqlite writes its journal next to {database.name}"),
+        (artifacts, " (the run artifacts)"),
+    ):
+        if path.exists() and not os.access(path, os.W_OK):
+            raise PipelineError(
+                f"{path}: cannot write (read-only){why}; make it writable by this user, or "
+                "point MLFLOW_TRACKING_URI at a tracking server"
+            )
+    try:
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass  # sqlite keeps the mode of an existing file; an empty file is a new database
 
 
 def experiment_id(mlflow_client, name: str) -> str:
@@ -96,10 +128,30 @@ def experiment_id(mlflow_client, name: str) -> str:
             return experiment.experiment_id
         return mlflow_client.create_experiment(name, artifact_location=_local_artifacts())
     except MlflowException as exc:
-        raise PipelineError(
-            f"MLflow at {redacted(tracking_uri())} (MLFLOW_TRACKING_URI) is unreachable or failing: "
-            f"{brief(exc)}"
-        ) from exc
+        raise mlflow_error(exc, f"opening experiment {name!r}") from exc
+
+
+def mlflow_error(exc: Exception, doing: str) -> PipelineError:
+    """The one-line error for an MlflowException raised while ``doing`` something. A refused
+    login or permission says so and names the server, rather than passing for a missing
+    object or an outage."""
+    status = exc.get_http_status_code() if hasattr(exc, "get_http_status_code") else None
+    if status == 401:
+        return PipelineError(
+            f"MLflow at {display_uri()} refused the credentials (HTTP 401, authentication "
+            f"failed) while {doing}: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+            "to a user of that server"
+        )
+    if status == 403:
+        user = os.environ.get("MLFLOW_TRACKING_USERNAME", "(anonymous)")
+        return PipelineError(
+            f"MLflow at {display_uri()} denied permission (HTTP 403) to user {user!r} while "
+            f"{doing}: an admin of that server must grant it"
+        )
+    return PipelineError(
+        f"MLflow at {display_uri()} (MLFLOW_TRACKING_URI) is unreachable or failing while "
+        f"{doing}: {brief(exc)}"
+    )
 
 
 def open_lineage_run(mlflow_client, experiment: str, run_name: str) -> str:
@@ -118,9 +170,7 @@ def open_lineage_run(mlflow_client, experiment: str, run_name: str) -> str:
         log.info("continuing MLflow run %s of this pipeline execution", run_id)
         mlflow_client.update_run(run_id, status="RUNNING")
     if lineage_id() is None:
-        write_json_atomic(
-            {"tracking_uri": redacted(tracking_uri()), "run_id": run_id}, LINEAGE_POINTER
-        )
+        write_json_atomic({"tracking_uri": display_uri(), "run_id": run_id}, LINEAGE_POINTER)
     mlflow_client.set_tag(run_id, HOST_TAG, socket.gethostname())
     mlflow_client.set_tag(run_id, PID_TAG, str(os.getpid()))
     return run_id
@@ -128,9 +178,33 @@ def open_lineage_run(mlflow_client, experiment: str, run_name: str) -> str:
 
 def close_lineage_run(mlflow_client, run_id: str, status: str) -> None:
     """End the run; a finished execution clears the pointer so the next one starts afresh."""
+    if status == "FINISHED":
+        clear_failure_tags(mlflow_client, run_id)
     mlflow_client.set_terminated(run_id, status=status)
     if status == "FINISHED" and _pointer_run_id() == run_id:
         LINEAGE_POINTER.unlink(missing_ok=True)
+
+
+def clear_failure_tags(mlflow_client, run_id: str) -> None:
+    """Delete what ``record_failure`` left from an earlier attempt of this execution: it
+    finished, so every stage has succeeded since, and the UI must not show it as failed."""
+    for key, value in mlflow_client.get_run(run_id).data.tags.items():
+        stale_error = key.startswith("stage.") and key.endswith(".error")
+        if stale_error or (key.startswith("stage.") and value in FAILED_STAGE_TAGS):
+            log.info("MLflow run %s: clearing %s of an earlier failed attempt", run_id, key)
+            mlflow_client.delete_tag(run_id, key)
+
+
+def end_active_run(status: str) -> None:
+    """End the active fluent run as ``status`` on a failure path. Never raises: with the
+    server down this fails too, and the stage's own error is what the user must read (the
+    next start reaps the run, see ``reap_dead_runs``)."""
+    import mlflow
+
+    try:
+        mlflow.end_run(status=status)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        log.warning("could not mark the MLflow run %s: %s", status, brief(exc))
 
 
 def reap_dead_runs(mlflow_client, experiment: str) -> None:
@@ -167,7 +241,8 @@ def record_failure(stage: str, reason: str, interrupted: bool) -> None:
                 mlflow_client.log_artifact(run_id, str(artifact), "failed")
         mlflow_client.set_terminated(run_id, status="KILLED" if interrupted else "FAILED")
     except Exception as exc:  # noqa: BLE001 - see the docstring
-        log.warning("could not record the failure of %s in MLflow: %s", stage, exc)
+        if brief(exc, limit=len(reason) + 1) != reason:  # else it is the stage's error already
+            log.warning("could not record the failure of %s in MLflow: %s", stage, brief(exc))
 
 
 def _local_artifacts() -> str | None:
@@ -203,7 +278,7 @@ def _pointer_run_id() -> str | None:
         pointer = json.loads(LINEAGE_POINTER.read_text())
     except (OSError, ValueError):
         return None
-    if pointer.get("tracking_uri") != redacted(tracking_uri()):
+    if pointer.get("tracking_uri") != display_uri():
         return None
     return pointer.get("run_id")
 
