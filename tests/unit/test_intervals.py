@@ -1,0 +1,140 @@
+"""Stratified bootstrap intervals, curve bands and the small-data warning."""
+
+import logging
+
+import numpy as np
+import pytest
+from sklearn import metrics
+
+from pipelines.intervals import (
+    METRICS,
+    beside,
+    bootstrap,
+    curve_bands,
+    metric_intervals,
+    reliability,
+    stratified_indices,
+    with_interval,
+)
+
+
+def synthetic(rows: int, positive_rate: float = 0.1, seed: int = 0):
+    """Labels and scores with a learnable signal; scores rounded, so that some tie."""
+    rng = np.random.default_rng(seed)
+    labels = (rng.random(rows) < positive_rate).astype(int)
+    scores = np.round(np.clip(0.35 * labels + 0.65 * rng.random(rows), 0, 1), 2)
+    return labels, scores
+
+
+LABELS, SCORES = synthetic(600)
+THRESHOLD = 0.5
+
+
+def point_estimates(labels, scores, threshold):
+    predicted = scores >= threshold
+    return {
+        "pr_auc": metrics.average_precision_score(labels, scores),
+        "roc_auc": metrics.roc_auc_score(labels, scores),
+        "recall": metrics.recall_score(labels, predicted, zero_division=0),
+        "precision": metrics.precision_score(labels, predicted, zero_division=0),
+        "f1": metrics.f1_score(labels, predicted, zero_division=0),
+    }
+
+
+def test_every_resample_keeps_both_classes_at_the_split_counts():
+    indices = stratified_indices(LABELS, 200, np.random.default_rng(0))
+    assert indices.shape == (200, len(LABELS))
+    resampled = LABELS[indices]
+    assert (resampled.sum(axis=1) == LABELS.sum()).all()
+    assert (resampled[:, : LABELS.sum()] == 1).all()  # positives lead each row
+
+
+@pytest.mark.parametrize("threshold", [THRESHOLD, 0.0, 2.0])
+def test_each_resample_scores_as_scikit_learn_scores_it(threshold):
+    # The bootstrap's first block draws exactly these indices from the same seed.
+    sample = bootstrap(LABELS, SCORES, threshold, 5, seed=3)
+    indices = stratified_indices(LABELS, 5, np.random.default_rng(3))
+    for row in range(5):
+        labels, scores = LABELS[indices[row]], SCORES[indices[row]]
+        expected = point_estimates(labels, scores, threshold)
+        for name in METRICS:
+            assert sample.values[name][row] == pytest.approx(expected[name], abs=1e-12)
+        fpr, tpr, _ = metrics.roc_curve(labels, scores)
+        roc = [tpr[fpr <= g + 1e-12].max() for g in sample.grid]
+        assert sample.tpr_at_fpr[row] == pytest.approx(roc)
+        precision, recall, _ = metrics.precision_recall_curve(labels, scores)
+        pr = [precision[np.flatnonzero(recall >= r - 1e-12).max()] for r in sample.grid]
+        assert sample.precision_at_recall[row] == pytest.approx(pr)
+
+
+def test_interval_covers_the_point_estimate():
+    cis = metric_intervals(bootstrap(LABELS, SCORES, THRESHOLD, 500, seed=0), 0.95)
+    for name, value in point_estimates(LABELS, SCORES, THRESHOLD).items():
+        low, high = cis[f"{name}_ci"]
+        assert low <= value <= high, name
+        assert low < high, name
+
+
+def test_interval_narrows_with_more_rows():
+    def width(rows):
+        labels, scores = synthetic(rows, seed=1)
+        low, high = metric_intervals(bootstrap(labels, scores, THRESHOLD, 300, seed=0), 0.95)[
+            "pr_auc_ci"
+        ]
+        return high - low
+
+    assert width(4000) < 0.6 * width(400)
+
+
+def test_higher_confidence_widens_the_interval():
+    sample = bootstrap(LABELS, SCORES, THRESHOLD, 300, seed=0)
+    narrow = metric_intervals(sample, 0.5)["roc_auc_ci"]
+    wide = metric_intervals(sample, 0.99)["roc_auc_ci"]
+    assert wide[0] < narrow[0] and narrow[1] < wide[1]
+
+
+def test_same_seed_same_interval_other_seed_other_interval():
+    def cis(seed):
+        return metric_intervals(bootstrap(LABELS, SCORES, THRESHOLD, 200, seed=seed), 0.95)
+
+    assert cis(7) == cis(7)
+    assert cis(7) != cis(8)
+
+
+def test_no_interval_when_off_or_with_one_class():
+    assert bootstrap(LABELS, SCORES, THRESHOLD, 0, seed=0) is None
+    assert bootstrap(np.zeros(50, int), SCORES[:50], THRESHOLD, 100, seed=0) is None
+    assert metric_intervals(None, 0.95) == {}
+    assert curve_bands(None, 0.95) == {}
+
+
+def test_curve_bands_hold_the_curves_on_a_common_grid():
+    bands = curve_bands(bootstrap(LABELS, SCORES, THRESHOLD, 200, seed=0), 0.9)
+    assert list(bands["pr_band"].columns) == ["recall", "low", "high"]
+    assert list(bands["roc_band"].columns) == ["fpr", "low", "high"]
+    for band in bands.values():
+        assert (band["low"] <= band["high"]).all() and band["high"].le(1).all()
+    assert bands["roc_band"]["high"].iloc[-1] == 1.0  # every positive flagged at FPR 1
+
+
+def test_fewer_positives_than_min_positives_warn_and_flag_unreliable(caplog):
+    with caplog.at_level(logging.WARNING, logger="pipelines.intervals"):
+        flags = reliability({"val": 40, "test": 4}, min_positives=30)
+    assert flags == {
+        "reliable": False,
+        "min_positives": 30,
+        "val_positives": 40,
+        "test_positives": 4,
+    }
+    assert len(caplog.records) == 1 and "test split has 4 positives" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pipelines.intervals"):
+        assert reliability({"val": 30, "test": 31}, min_positives=30)["reliable"] is True
+    assert not caplog.records
+
+
+def test_intervals_sit_beside_their_metric_and_print_after_it():
+    report = beside({"pr_auc": 0.5292, "threshold": 0.4}, {"pr_auc_ci": [0.471, 0.594]})
+    assert list(report) == ["pr_auc", "pr_auc_ci", "threshold"]
+    assert with_interval(report, "pr_auc") == "0.5292 [0.47, 0.59]"
+    assert with_interval({"pr_auc": 0.5}, "pr_auc") == "0.5000"
