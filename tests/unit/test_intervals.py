@@ -138,3 +138,53 @@ def test_intervals_sit_beside_their_metric_and_print_after_it():
     assert list(report) == ["pr_auc", "pr_auc_ci", "threshold"]
     assert with_interval(report, "pr_auc") == "0.5292 [0.47, 0.59]"
     assert with_interval({"pr_auc": 0.5}, "pr_auc") == "0.5000"
+
+
+def test_evaluate_reports_intervals_for_model_baselines_and_segments(
+    schema, validate_params, tmp_path, monkeypatch
+):
+    from sklearn.linear_model import LogisticRegression
+
+    from pipelines import evaluate as stage
+    from pipelines.cleaning import clean_rows
+    from pipelines.evaluate import evaluate
+    from pipelines.features import FeatureTransform
+    from pipelines.plots import render_curve_plots
+    from tests.conftest import make_frame
+    from tests.unit.test_evaluate_register import evaluate_params
+
+    frame = clean_rows(make_frame(n=1500, seed=5), schema, validate_params).clean
+    splits = {"train": frame.iloc[:900], "val": frame.iloc[900:1200], "test": frame.iloc[1200:]}
+    transform = FeatureTransform.fit(splits["train"], schema)
+    model = LogisticRegression(max_iter=500).fit(
+        transform.transform(splits["train"]), splits["train"]["label"]
+    )
+
+    def score(rows):
+        return model.predict_proba(transform.transform(rows))[:, 1]
+
+    # One baseline, the model itself: gradient boosting's fit would dominate this test's time.
+    monkeypatch.setattr(stage, "baseline_models", lambda *_: {"lr": (transform, model)})
+
+    cfg = evaluate_params(noise_levels=[], importance_repeats=0, bootstrap_samples=200)
+    report, tables = evaluate(score, transform, splits, schema, cfg, seed=0)
+    for name in METRICS:
+        low, high = report[f"{name}_ci"]
+        assert low <= high and list(report).index(f"{name}_ci") == list(report).index(name) + 1
+    for baseline in report["baselines"].values():
+        assert baseline["pr_auc_ci"][0] <= baseline["pr_auc_ci"][1]
+    for entry in report["segments"]["values"].values():
+        assert ("pr_auc_ci" in entry) == (entry["pr_auc"] is not None)
+        assert entry["reliable"] is (entry["positives"] >= cfg.min_positives)
+    segments = tables["segments"].dropna(subset=["pr_auc"])
+    assert (segments["pr_auc_low"] <= segments["pr_auc_high"]).all()
+    assert report["reliability"]["test_positives"] == splits["test"]["label"].sum()
+    assert report["bootstrap"] == {"samples": 200, "confidence": 0.95}
+    render_curve_plots(tables, report, tmp_path)
+    assert {"pr_curve.png", "roc_curve.png"} <= {p.name for p in tmp_path.iterdir()}
+
+    off, off_tables = evaluate(
+        score, transform, splits, schema, cfg.model_copy(update={"bootstrap_samples": 0}), seed=0
+    )
+    assert not [key for key in off if key.endswith("_ci")] and "pr_band" not in off_tables
+    assert all(off[name] == report[name] for name in METRICS)  # point estimates do not move
