@@ -188,3 +188,61 @@ def test_evaluate_reports_intervals_for_model_baselines_and_segments(
     )
     assert not [key for key in off if key.endswith("_ci")] and "pr_band" not in off_tables
     assert all(off[name] == report[name] for name in METRICS)  # point estimates do not move
+
+
+def test_summary_prints_intervals_and_says_when_a_split_is_unreliable():
+    from pipelines import paths
+    from pipelines.summary import render
+
+    evaluate = {
+        "pr_auc": 0.5292,
+        "pr_auc_ci": [0.4712, 0.5931],
+        "roc_auc": 0.91,
+        "roc_auc_ci": [0.88, 0.94],
+        "reliability": {"reliable": True, "min_positives": 30, "val_positives": 40},
+        "baselines": {"logistic_regression": {"pr_auc": 0.4, "roc_auc": 0.8}},
+    }
+    register = {
+        "tracking_uri": paths.MLFLOW_DEFAULT_URI,
+        "model_name": "m",
+        "version": 1,
+        "alias": "champion",
+        "reason": "first model",
+    }
+    parts = (
+        {"rows": 10},
+        {"rows_quarantined": 0, "quarantined": {}},
+        evaluate,
+        {"serving_artifact": "float"},
+        register,
+    )
+    text = render(*parts)
+    assert "test PR-AUC        0.5292 [0.47, 0.59]\n" in text
+    assert "ROC-AUC       0.9100 [0.88, 0.94]" in text
+    assert "PR-AUC 0.4000, ROC-AUC 0.8000" in text  # a report without intervals still renders
+    evaluate["reliability"] |= {"reliable": False, "test_positives": 4}
+    assert "UNRELIABLE: positives test 4 < evaluate.min_positives 30" in render(*parts)
+
+
+def test_intervals_reach_mlflow_as_low_and_high_metrics():
+    from pipelines.lineage import metric_values
+
+    report = {
+        "pr_auc": 0.5,
+        "pr_auc_ci": [0.4, 0.6],
+        "reliability": {"reliable": False, "test_positives": 4},
+        "segments": {"column": "color", "values": {"red": {"pr_auc_ci": [0.1, 0.9]}}},
+    }
+    assert metric_values(report) == {
+        "pr_auc": 0.5,
+        "pr_auc_ci_low": 0.4,
+        "pr_auc_ci_high": 0.6,
+        "reliability.test_positives": 4,
+        "segments.values.red.pr_auc_ci_low": 0.1,
+        "segments.values.red.pr_auc_ci_high": 0.9,
+    }
+    assert metric_values(report, flat=False) == {
+        "pr_auc": 0.5,
+        "pr_auc_ci_low": 0.4,
+        "pr_auc_ci_high": 0.6,
+    }
