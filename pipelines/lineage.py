@@ -135,7 +135,7 @@ def metric_values(report: dict, flat: bool = True) -> dict[str, float]:
     """The numbers of a report, as MLflow metrics: nested keys dotted (or, with ``flat=False``,
     the top level only), and each interval ``<metric>_ci: [low, high]`` as
     ``<metric>_ci_low`` and ``<metric>_ci_high``."""
-    values = {}
+    values: dict[str, float] = {}
     for key, value in (flatten(report) if flat else report).items():
         if key.endswith("_ci") and isinstance(value, list) and len(value) == 2:
             values |= {f"{key}_low": value[0], f"{key}_high": value[1]}
