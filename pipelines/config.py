@@ -193,6 +193,15 @@ class EvaluateParams(Section):
         description="robustness: Gaussian noise on numeric features, in training stds"
     )
     importance_repeats: int = Field(ge=0, description="permutation importance repeats; 0: off")
+    # Defaults keep hand-built EvaluateParams (tests, benches) meaning what they meant before
+    # intervals existed, apart from gaining them; params.yaml sets each one explicitly.
+    bootstrap_samples: int = Field(
+        1000, ge=0, description="stratified bootstrap resamples for intervals; 0: off"
+    )
+    confidence: float = Field(0.95, gt=0, lt=1, description="coverage of each interval")
+    min_positives: int = Field(
+        30, ge=1, description="fewer positives in val or test: its metrics are flagged unreliable"
+    )
 
     @model_validator(mode="after")
     def _costs_given(self) -> EvaluateParams:

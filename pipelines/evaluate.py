@@ -6,8 +6,10 @@ it from ``contracts.DecisionThreshold``, not from the metrics file. Writes test
 metrics (PR-AUC first), recall at a fixed precision and precision at a fixed recall, the same
 metrics for two baselines fitted on the same training split (class-weighted logistic
 regression and HistGradientBoosting), curves, per-segment and noise-robustness metrics as DVC
-plots files, and PNG plots for MLflow. The metrics come from ``pipelines.metrics``, the PNGs
-from ``pipelines.plots``.
+plots files, and PNG plots for MLflow. Every headline number of the model, the baselines and
+the segments carries a stratified bootstrap interval, and a split with too few positives is
+flagged unreliable. The metrics come from ``pipelines.metrics``, the intervals from
+``pipelines.intervals``, the PNGs from ``pipelines.plots``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from pipelines import metrics, paths
+from pipelines import intervals, metrics, paths
 from pipelines.config import EvaluateParams, load_params
 from pipelines.contracts import DecisionThreshold
 from pipelines.errors import PipelineError
@@ -61,12 +63,16 @@ def score_report(
     val_scores: np.ndarray,
     test_scores: np.ndarray,
     cfg: EvaluateParams,
-) -> dict:
-    """Test metrics at the threshold chosen on validation, plus the operating points."""
+    seed: int,
+) -> tuple[dict, intervals.Bootstrap | None]:
+    """Test metrics at the threshold chosen on validation, each with its bootstrap interval
+    beside it, plus the operating points; and the bootstrap (None when intervals are off)."""
     threshold = metrics.choose_threshold(val[target].to_numpy(), val_scores, cfg)
     labels = test[target].to_numpy()
     report = metrics.metrics_at_threshold(labels, test_scores, threshold, cfg.calibration_bins)
-    return report | metrics.operating_points(labels, test_scores, cfg)
+    sample = intervals.bootstrap(labels, test_scores, threshold, cfg.bootstrap_samples, seed)
+    report = intervals.beside(report, intervals.metric_intervals(sample, cfg.confidence))
+    return report | metrics.operating_points(labels, test_scores, cfg), sample
 
 
 MAX_SEGMENTS = 20
@@ -86,23 +92,34 @@ def pick_segment_column(schema, requested: str | None) -> str | None:
 
 
 def segment_metrics(
-    test: pd.DataFrame, scores: np.ndarray, target: str, column: str, threshold: float
+    test: pd.DataFrame,
+    scores: np.ndarray,
+    target: str,
+    column: str,
+    threshold: float,
+    cfg: EvaluateParams,
+    seed: int,
 ) -> dict[str, dict]:
-    """Metrics per value of ``column`` (the largest segments first), to expose bias."""
+    """Metrics per value of ``column`` (the largest segments first), to expose bias; PR-AUC and
+    ROC-AUC with their intervals, since a segment holds a fraction of the test positives."""
     out = {}
     for value in test[column].astype(str).value_counts().index[:MAX_SEGMENTS]:
         rows = (test[column].astype(str) == value).to_numpy()
         labels, part = test[target].to_numpy()[rows], scores[rows]
         both = 0 < labels.sum() < len(labels)
         predicted = part >= threshold
-        out[value] = {
+        sample = intervals.bootstrap(labels, part, threshold, cfg.bootstrap_samples, seed)
+        entry = {
             "rows": int(rows.sum()),
             "positives": int(labels.sum()),
+            "reliable": bool(labels.sum() >= cfg.min_positives),
             "pr_auc": metrics.pr_auc(labels, part) if both else None,
             "roc_auc": metrics.roc_auc(labels, part) if both else None,
             "recall": metrics.recall(labels, predicted),
             "precision": metrics.precision(labels, predicted),
         }
+        cis = intervals.metric_intervals(sample, cfg.confidence, ("pr_auc", "roc_auc"))
+        out[value] = intervals.beside(entry, cis)
     return out
 
 
@@ -154,14 +171,28 @@ def permutation_importance(
     return table.sort_values("pr_auc_drop", ascending=False, kind="stable").reset_index(drop=True)
 
 
-SEGMENT_COLUMNS = ["segment", "rows", "positives", "pr_auc", "roc_auc", "recall", "precision"]
+SEGMENT_COLUMNS = [
+    "segment",
+    "rows",
+    "positives",
+    "pr_auc",
+    "pr_auc_low",
+    "pr_auc_high",
+    "roc_auc",
+    "recall",
+    "precision",
+]
 
 
 def segment_table(segments: dict | None) -> pd.DataFrame:
-    """The per-segment metrics as rows (largest segment first); empty without a segment column."""
+    """The per-segment metrics as rows (largest segment first), PR-AUC's interval as two
+    columns (empty when intervals are off); empty without a segment column."""
     if not segments:
         return pd.DataFrame(columns=SEGMENT_COLUMNS)
-    rows = [{"segment": value, **entry} for value, entry in segments["values"].items()]
+    rows = []
+    for value, entry in segments["values"].items():
+        low, high = entry.get("pr_auc_ci") or (None, None)
+        rows.append({"segment": value, **entry, "pr_auc_low": low, "pr_auc_high": high})
     return pd.DataFrame(rows, columns=SEGMENT_COLUMNS)
 
 
@@ -185,7 +216,11 @@ def evaluate(
     ``splits`` holds train (for baselines only), val (for the threshold only) and test."""
     val, test, target = splits["val"], splits["test"], schema.target
     val_scores, scores = score(val), score(test)
-    report = score_report(val, test, target, val_scores, scores, cfg)
+    report, sample = score_report(val, test, target, val_scores, scores, cfg, seed)
+    report["bootstrap"] = {"samples": cfg.bootstrap_samples, "confidence": cfg.confidence}
+    report["reliability"] = intervals.reliability(
+        {"val": int(val[target].sum()), "test": int(test[target].sum())}, cfg.min_positives
+    )
     if cfg.baselines:
         log.info("fitting baselines on the training split")
         report["baselines"] = {
@@ -196,15 +231,14 @@ def evaluate(
                 baseline.predict_proba(fitted.transform(val))[:, 1],
                 baseline.predict_proba(fitted.transform(test))[:, 1],
                 cfg,
-            )
+                seed,
+            )[0]
             for name, (fitted, baseline) in baseline_models(splits["train"], schema, seed).items()
         }
     segment = pick_segment_column(schema, cfg.segment_column)
     if segment:
-        report["segments"] = {
-            "column": segment,
-            "values": segment_metrics(test, scores, target, segment, report["threshold"]),
-        }
+        values = segment_metrics(test, scores, target, segment, report["threshold"], cfg, seed)
+        report["segments"] = {"column": segment, "values": values}
     log.info("robustness and permutation importance on the test split")
     report["robustness"] = noise_robustness(test, score, transform, target, cfg.noise_levels, seed)
     importance = permutation_importance(
@@ -219,6 +253,7 @@ def evaluate(
         val[target].to_numpy(),
         val_scores,
     )
+    tables |= intervals.curve_bands(sample, cfg.confidence)
     tables["importance"] = importance
     tables["segments"] = segment_table(report.get("segments"))
     tables["robustness"] = robustness_table(report, cfg.noise_levels)
@@ -273,19 +308,17 @@ def main() -> None:
         threshold=report["threshold"], method=THRESHOLD_METHODS[cfg.threshold_objective]
     ).write()
     log.info(
-        "test PR-AUC %.4f, ROC-AUC %.4f, F1 %.4f at threshold %.4f (chosen on validation by %s)",
-        report["pr_auc"],
-        report["roc_auc"],
-        report["f1"],
+        "test PR-AUC %s, ROC-AUC %s, F1 %s at threshold %.4f (chosen on validation by %s)",
+        *(intervals.with_interval(report, name) for name in ("pr_auc", "roc_auc", "f1")),
         report["threshold"],
         cfg.threshold_objective,
     )
     for name, baseline in report.get("baselines", {}).items():
         log.info(
-            "baseline %s: test PR-AUC %.4f, ROC-AUC %.4f",
+            "baseline %s: test PR-AUC %s, ROC-AUC %s",
             name,
-            baseline["pr_auc"],
-            baseline["roc_auc"],
+            intervals.with_interval(baseline, "pr_auc"),
+            intervals.with_interval(baseline, "roc_auc"),
         )
 
 

@@ -97,7 +97,8 @@ def lineage_tags(params: Params) -> dict[str, str]:
 
 def log_run_contents(params: Params) -> None:
     """Log into the active MLflow run every stage's reports, metrics files and plots, the params
-    and the lineage tags; evaluate's top-level test numbers are also logged as ``test_*``."""
+    and the lineage tags; evaluate's top-level test numbers (and intervals) are also logged as
+    ``test_*`` (``test_pr_auc_ci_low``, ...)."""
     import mlflow
 
     mlflow.set_tags(lineage_tags(params))
@@ -106,13 +107,11 @@ def log_run_contents(params: Params) -> None:
     mlflow.log_params(
         flatten({"before": counts["before"], "after": counts["after"]}, "rebalance_counts.")
     )
-    evaluation = read_json(paths.EVALUATE_REPORT)
-    metrics = {f"test_{k}": v for k, v in evaluation.items() if _is_number(v)}
+    evaluation = metric_values(read_json(paths.EVALUATE_REPORT), flat=False)
+    metrics = {f"test_{k}": v for k, v in evaluation.items()}
     for stage, (report, headline) in STAGE_RESULTS.items():
         if report.exists():
-            metrics |= {
-                f"{stage}.{k}": v for k, v in flatten(read_json(report)).items() if _is_number(v)
-            }
+            metrics |= {f"{stage}.{k}": v for k, v in metric_values(read_json(report)).items()}
             mlflow.log_artifact(str(report), "reports")
             mlflow.log_artifact(str(headline), "metrics")
             mlflow.set_tag(f"stage.{stage}", "done")
@@ -130,6 +129,19 @@ def log_run_contents(params: Params) -> None:
     mlflow.log_artifact(str(paths.QUANTIZE_TABLE), "tflite")
     mlflow.log_artifact(str(paths.KERAS_MODEL), "float_model")
     mlflow.log_artifact(str(paths.FEATURE_TRANSFORM), "float_model")
+
+
+def metric_values(report: dict, flat: bool = True) -> dict[str, float]:
+    """The numbers of a report, as MLflow metrics: nested keys dotted (or, with ``flat=False``,
+    the top level only), and each interval ``<metric>_ci: [low, high]`` as
+    ``<metric>_ci_low`` and ``<metric>_ci_high``."""
+    values: dict[str, float] = {}
+    for key, value in (flatten(report) if flat else report).items():
+        if key.endswith("_ci") and isinstance(value, list) and len(value) == 2:
+            values |= {f"{key}_low": value[0], f"{key}_high": value[1]}
+        elif _is_number(value):
+            values[key] = value
+    return values
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:

@@ -44,15 +44,19 @@ def render_curve_plots(tables: dict[str, pd.DataFrame], report: dict, out) -> No
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.plot(tables["pr"]["recall"], tables["pr"]["precision"])
-    ax.set(xlabel="recall", ylabel="precision", title=f"PR curve (AP {report['pr_auc']:.3f})")
+    _band(ax, tables.get("pr_band"), "recall", report)
+    ax.set(
+        xlabel="recall", ylabel="precision", title=_area_title("PR curve", "AP", "pr_auc", report)
+    )
     save_png(fig, out / "pr_curve.png")
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.plot(tables["roc"]["fpr"], tables["roc"]["tpr"])
+    _band(ax, tables.get("roc_band"), "fpr", report)
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey")
     ax.set(
         xlabel="false positive rate",
         ylabel="true positive rate",
-        title=f"ROC curve (AUC {report['roc_auc']:.3f})",
+        title=_area_title("ROC curve", "AUC", "roc_auc", report),
     )
     save_png(fig, out / "roc_curve.png")
     fig, ax = plt.subplots(figsize=(5, 4))
@@ -75,6 +79,26 @@ def render_curve_plots(tables: dict[str, pd.DataFrame], report: dict, out) -> No
     ax.set(xlabel="threshold", title="precision / recall by threshold (validation)")
     ax.legend()
     save_png(fig, out / "threshold.png")
+
+
+def _band(ax, band: pd.DataFrame | None, x: str, report: dict) -> None:
+    """Shade the curve's pointwise bootstrap interval; nothing when intervals are off."""
+    if band is None or band.empty:
+        return
+    confidence = report["bootstrap"]["confidence"]
+    ax.fill_between(
+        band[x], band["low"], band["high"], step="post", alpha=0.25, label=f"{confidence:.0%} band"
+    )
+    ax.legend(loc="lower right", fontsize="small")
+
+
+def _area_title(curve: str, area: str, metric: str, report: dict) -> str:
+    """ "PR curve (AP 0.529, 95% CI 0.47-0.59)", or without the interval when it is off."""
+    ci = report.get(f"{metric}_ci")
+    if not ci:
+        return f"{curve} ({area} {report[metric]:.3f})"
+    confidence = report["bootstrap"]["confidence"]
+    return f"{curve} ({area} {report[metric]:.3f}, {confidence:.0%} CI {ci[0]:.2f}-{ci[1]:.2f})"
 
 
 def render_confusion_matrix(report: dict, out) -> None:
@@ -123,7 +147,14 @@ def render_bias_plots(tables: dict[str, pd.DataFrame], report: dict, out) -> Non
             (("pr_auc", "C0"), ("recall", "C1"), ("precision", "C2"))
         ):
             values = shown[metric].astype("float64")
-            ax.barh(positions + (offset - 1) * 0.27, values, height=0.27, label=metric, color=color)
+            ax.barh(
+                positions + (offset - 1) * 0.27,
+                values,
+                height=0.27,
+                label=metric,
+                color=color,
+                xerr=_error_bars(shown, metric),
+            )
             ax.axvline(report[metric], linestyle="--", color=color, linewidth=1)
         labels = [f"{row.segment} ({row.rows}, {row.positives}+)" for row in shown.itertuples()]
         ax.set_yticks(positions, labels)
@@ -147,6 +178,16 @@ def render_bias_plots(tables: dict[str, pd.DataFrame], report: dict, out) -> Non
         )
         ax.legend()
         save_png(fig, out / "robustness.png")
+
+
+def _error_bars(table: pd.DataFrame, metric: str) -> np.ndarray | None:
+    """Distances from each value to its interval's ends, as barh's xerr; None without them."""
+    if f"{metric}_low" not in table or table[f"{metric}_low"].isna().all():
+        return None
+    values = table[metric].astype("float64")
+    low, high = table[f"{metric}_low"].astype("float64"), table[f"{metric}_high"].astype("float64")
+    # A percentile interval can miss its point estimate on skewed data: no negative bar.
+    return np.clip(np.nan_to_num(np.vstack([values - low, high - values])), 0, None)
 
 
 def render_training_curves(history: pd.DataFrame, out) -> None:

@@ -5,17 +5,19 @@ from __future__ import annotations
 import sys
 
 from pipelines import paths
+from pipelines.intervals import with_interval
 from pipelines.io import read_json
 from pipelines.stage import run_stage
 
 
 def render(ingest: dict, validate: dict, evaluate: dict, quantize: dict, register: dict) -> str:
-    """The summary from four stages' reports and register's metrics file."""
+    """The summary from the stages' reports; each metric shows its bootstrap interval."""
     ui = "make ui"
     if register["tracking_uri"] != paths.MLFLOW_DEFAULT_URI:
         ui = f"open {register['tracking_uri']}"
     baselines = [
-        f"  baseline {name:<24s}PR-AUC {b['pr_auc']:.4f}, ROC-AUC {b['roc_auc']:.4f}"
+        f"  baseline {name:<24s}PR-AUC {with_interval(b, 'pr_auc')}, "
+        f"ROC-AUC {with_interval(b, 'roc_auc')}"
         for name, b in evaluate.get("baselines", {}).items()
     ]
     return "\n".join(
@@ -24,8 +26,8 @@ def render(ingest: dict, validate: dict, evaluate: dict, quantize: dict, registe
             "Pipeline summary",
             f"  rows ingested      {ingest['rows']}",
             f"  rows quarantined   {validate['rows_quarantined']}  {validate['quarantined']}",
-            f"  test PR-AUC        {evaluate['pr_auc']:.4f}",
-            f"  test ROC-AUC       {evaluate['roc_auc']:.4f}",
+            f"  test PR-AUC        {with_interval(evaluate, 'pr_auc')}{reliability_note(evaluate)}",
+            f"  test ROC-AUC       {with_interval(evaluate, 'roc_auc')}",
             *baselines,
             f"  quantization       {quantization_line(quantize)}",
             f"  model version      {register['model_name']} v{register['version']} @{register['alias']}",
@@ -34,6 +36,20 @@ def render(ingest: dict, validate: dict, evaluate: dict, quantize: dict, registe
             "",
         ]
     )
+
+
+def reliability_note(evaluate: dict) -> str:
+    """A loud suffix when validation or test has fewer than evaluate.min_positives positives."""
+    reliability = evaluate.get("reliability", {})
+    if reliability.get("reliable", True):
+        return ""
+    floor = reliability["min_positives"]
+    short = [
+        f"{split} {reliability[f'{split}_positives']}"
+        for split in ("val", "test")
+        if reliability.get(f"{split}_positives", floor) < floor
+    ]
+    return f"  UNRELIABLE: positives {', '.join(short)} < evaluate.min_positives {floor}"
 
 
 def quantization_line(quantize: dict) -> str:
