@@ -32,6 +32,8 @@ class Cleaned:
     quarantined: dict[str, int] = field(default_factory=dict)
     repaired: dict[str, int] = field(default_factory=dict)
     drift: dict[str, float] = field(default_factory=dict)
+    # Per categorical column and the target: rows of ``clean`` per value, nulls left out.
+    value_counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def text_codes(frame: pd.DataFrame) -> Codes:
@@ -301,19 +303,23 @@ def clean_rows(
     kept = ~verdicts.rejected
     # Row positions of the kept rows, found once: taking them is cheaper than one mask per column.
     taken = np.flatnonzero(kept)
-    columns = {}
+    columns, value_counts = {}, {}
     for name in frame.columns:
         if name in numeric:
             columns[name] = numeric[name].take(taken)
         elif name in categorical:
             column_codes, text = categorical[name]
             # Taking from the few distinct strings is much cheaper than converting a million.
-            columns[name] = text.take(column_codes.take(taken))
+            kept_codes = column_codes.take(taken)
+            columns[name] = text.take(kept_codes)
+            value_counts[name] = _count(text, np.bincount(kept_codes, minlength=len(text)))
         else:
             columns[name] = frame[name].array.take(taken)
     labels, distinct = rows.codes_of(schema.target)
     positive = np.array([canonical_label(v) == schema.positive_label for v in distinct] + [False])
     columns[schema.target] = positive[labels.take(taken)].astype("int64")
+    positives = int(np.count_nonzero(columns[schema.target]))
+    value_counts[schema.target] = _count(["0", "1"], [len(taken) - positives, positives])
     clean = pd.DataFrame(columns, copy=False)  # the arrays are new: no second copy
     quarantine = frame[verdicts.rejected].copy()
     quarantine[REASON] = pd.Series(
@@ -325,4 +331,18 @@ def clean_rows(
         kept=kept,
         quarantined=reason_counts(quarantine),
         repaired=verdicts.repaired,
+        value_counts=value_counts,
     )
+
+
+def _count(values, counts) -> dict[str, int]:
+    """Rows per value from rows per code, several codes may share a value (as ``__unknown__``).
+
+    As ``value_counts``: nulls and values no row holds are left out. Counting codes saves
+    drift hashing a million strings again per column.
+    """
+    per_value: dict[str, int] = {}
+    for value, count in zip(values, np.asarray(counts).tolist(), strict=True):
+        if count and isinstance(value, str):
+            per_value[value] = per_value.get(value, 0) + count
+    return per_value
