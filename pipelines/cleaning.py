@@ -201,9 +201,9 @@ class _Numeric:
     """A numeric column's values, and the repairs its kept rows get when taken."""
 
     values: np.ndarray  # read only
-    impute: float | None  # replaces NaN and infinities, when ``imputed``
+    impute: float | str | None  # replaces NaN and infinities, when ``imputed``
     imputed: bool
-    bounds: tuple[float, float] | None  # clipped to, if any
+    bounds: tuple[float | None, float | None] | None  # clipped to, if any
 
     def take(self, positions: np.ndarray) -> np.ndarray:
         # Repairing only the kept rows, in the copy that taking them makes anyway, saves a
@@ -233,8 +233,8 @@ def _clean_numeric(
             verdicts.reject(nulls, f"null:{name}")
         outside = (values < col.min) | (values > col.max)
         if any_null:  # judged as holding their replacement: the imputed value, or NaN
-            fill = np.float64(col.impute if imputed else np.nan)
-            outside[nulls] = (fill < col.min) | (fill > col.max)
+            fill: np.ndarray = np.full(1, col.impute if imputed else np.nan, dtype=np.float64)
+            outside[nulls] = ((fill < col.min) | (fill > col.max))[0]
         any_outside = bool(outside.any())
         clipped = any_outside and cfg.out_of_range_policy == "clip"
         if clipped:

@@ -54,11 +54,11 @@ def _shared_templates() -> Iterator[None]:
             env.bytecode_cache = _TEMPLATES
 
     with _SHIM_LOCK:
-        DefaultJinjaView.__init__ = init
+        DefaultJinjaView.__init__ = init  # type: ignore[method-assign,assignment]
         try:
             yield
         finally:
-            DefaultJinjaView.__init__ = original
+            DefaultJinjaView.__init__ = original  # type: ignore[method-assign]
 
 
 def build_data_docs(context: Any, result: Any, site_name: str) -> None:

@@ -69,7 +69,7 @@ def build_suites(schema: Schema) -> tuple[Any, Any]:
             column=schema.target, value_set=schema.label_values
         ),
     ]
-    row_level = []
+    row_level: list[Any] = []
     for name, col in schema.columns.items():
         if col.role == "numeric":
             row_level.append(
