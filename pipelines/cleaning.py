@@ -32,6 +32,8 @@ class Cleaned:
     quarantined: dict[str, int] = field(default_factory=dict)
     repaired: dict[str, int] = field(default_factory=dict)
     drift: dict[str, float] = field(default_factory=dict)
+    # Per categorical column and the target: rows of ``clean`` per value, nulls left out.
+    value_counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def text_codes(frame: pd.DataFrame) -> Codes:
@@ -129,81 +131,140 @@ def _words(series: pd.Series) -> np.ndarray:
     return values.view(np.uint64)
 
 
-def _reject_duplicates(rows: _Rows, schema: Schema, verdicts: _Verdicts) -> None:
-    # One 64-bit hash per row, folded from one word per column (a value's bits, or its code):
-    # far faster than comparing 30 columns or hashing each one first. Each step is a bijection
-    # of the running hash, so rows differing in one column never collide; others collide with
-    # negligible probability.
+def _shared(rows: _Rows, name: str) -> np.ndarray:
+    """Per row of ``rows.both``: whether another row holds the same value of ``name`` (nulls too)."""
+    if name in rows.codes:
+        codes = rows.codes[name][0]
+        per_code = np.bincount(codes + 1)  # code -1 (null) counts in bin 0
+        return per_code[codes + 1] > 1
+    return rows.both[name].duplicated(keep=False).to_numpy()
+
+
+def _repeated_rows(rows: _Rows, candidates: np.ndarray | None) -> np.ndarray:
+    """Per row of ``rows.both``: whether an earlier row is equal to it, among ``candidates``.
+
+    ``candidates`` (positions; ``None`` for all rows) must hold every copy of any repeated row.
+    One 64-bit hash per row, folded from one word per column (a value's bits, or its code): far
+    faster than comparing 30 columns or hashing each one first. Each step is a bijection of the
+    running hash, so rows differing in one column never collide; others collide with negligible
+    probability.
+    """
+
+    def pick(values):
+        return values if candidates is None else values.take(candidates)
+
     both = rows.both
-    row_hashes = np.zeros(len(both), dtype=np.uint64)
+    row_hashes = np.zeros(len(both) if candidates is None else len(candidates), dtype=np.uint64)
     for name in both.columns:
         if name in rows.codes:
-            words = rows.codes[name][0].astype(np.int64, copy=False).view(np.uint64)
+            words = pick(rows.codes[name][0]).astype(np.int64, copy=False).view(np.uint64)
         else:
-            words = _words(both[name])
+            words = _words(pick(both[name]))
         np.bitwise_xor(row_hashes, words, out=row_hashes)
         np.multiply(row_hashes, _MIX, out=row_hashes)
-    verdicts.reject(rows.repeated(row_hashes), "duplicate_row")
-    for name in schema.features("id"):
+    repeated = pd.Series(row_hashes).duplicated(keep="first").to_numpy()
+    if candidates is None:
+        return repeated
+    everywhere = np.zeros(len(both), dtype=bool)
+    everywhere[candidates] = repeated
+    return everywhere
+
+
+def _reject_duplicates(rows: _Rows, schema: Schema, verdicts: _Verdicts) -> None:
+    ids = schema.features("id")
+    # Equal rows share their id, so only rows whose id is not unique can repeat one, and every
+    # copy of a repeated row is among them: hashing just those rows, rather than 30 columns of
+    # a million, saves about 0.15 s when ids are unique, as they mostly are.
+    candidates = np.flatnonzero(_shared(rows, ids[0])) if ids else None
+    verdicts.reject(_repeated_rows(rows, candidates)[rows.new], "duplicate_row")
+    for name in ids:
         if name in rows.codes:
             repeated = rows.repeated_code(rows.codes[name][0])
         else:
-            repeated = rows.repeated(both[name].to_numpy())
+            repeated = rows.repeated(rows.both[name].to_numpy())
         present = rows.frame[name].notna().to_numpy()
         verdicts.reject(repeated & present, f"duplicate_id:{name}")
 
 
 def _floats(series: pd.Series) -> np.ndarray:
-    """A new float64 array of the column's values; what does not parse as a number is NaN."""
+    """The column as float64, never to be written to (it may be the frame's own array).
+
+    What does not parse as a number is NaN.
+    """
     if isinstance(series.dtype, np.dtype) and series.dtype.kind in "biuf":
-        return series.to_numpy(dtype=np.float64, copy=True)
-    return pd.to_numeric(series, errors="coerce").astype("float64").to_numpy(copy=True)
+        return series.to_numpy(dtype=np.float64, copy=False)
+    return pd.to_numeric(series, errors="coerce").astype("float64").to_numpy()
+
+
+@dataclass
+class _Numeric:
+    """A numeric column's values, and the repairs its kept rows get when taken."""
+
+    values: np.ndarray  # read only
+    impute: float | str | None  # replaces NaN and infinities, when ``imputed``
+    imputed: bool
+    bounds: tuple[float | None, float | None] | None  # clipped to, if any
+
+    def take(self, positions: np.ndarray) -> np.ndarray:
+        # Repairing only the kept rows, in the copy that taking them makes anyway, saves a
+        # copy of every column.
+        values = self.values.take(positions)
+        if self.imputed:
+            values[~np.isfinite(values)] = self.impute
+        if self.bounds is not None:
+            np.clip(values, *self.bounds, out=values)
+        return values
 
 
 def _clean_numeric(
     frame: pd.DataFrame, schema: Schema, cfg: ValidateParams, verdicts: _Verdicts
-) -> dict[str, np.ndarray]:
-    """Each numeric column repaired whole (all rows), as float64."""
+) -> dict[str, _Numeric]:
+    """Each numeric column's verdicts, and its repairs for ``_Numeric.take``."""
     columns = {}
     for name in schema.numeric:
         col = schema.columns[name]
         values = _floats(frame[name])
         nulls = ~np.isfinite(values)  # infinities are missing values, not huge ones
-        if nulls.any():
-            if col.nullable or cfg.null_policy == "impute":
-                values[nulls] = col.impute
-                verdicts.repair(nulls, f"imputed:{name}")
-            else:
-                values[nulls] = np.nan
-                verdicts.reject(nulls, f"null:{name}")
+        any_null = bool(nulls.any())
+        imputed = any_null and (col.nullable or cfg.null_policy == "impute")
+        if imputed:
+            verdicts.repair(nulls, f"imputed:{name}")
+        elif any_null:
+            verdicts.reject(nulls, f"null:{name}")
         outside = (values < col.min) | (values > col.max)
-        if outside.any():
-            if cfg.out_of_range_policy == "clip":
-                np.clip(values, col.min, col.max, out=values)
-                verdicts.repair(outside, f"clipped:{name}")
-            else:
-                verdicts.reject(outside, f"out_of_range:{name}")
-        columns[name] = values
+        if any_null:  # judged as holding their replacement: the imputed value, or NaN
+            fill: np.ndarray = np.full(1, col.impute if imputed else np.nan, dtype=np.float64)
+            outside[nulls] = ((fill < col.min) | (fill > col.max))[0]
+        any_outside = bool(outside.any())
+        clipped = any_outside and cfg.out_of_range_policy == "clip"
+        if clipped:
+            verdicts.repair(outside, f"clipped:{name}")
+        elif any_outside:
+            verdicts.reject(outside, f"out_of_range:{name}")
+        bounds = (col.min, col.max) if clipped else None
+        columns[name] = _Numeric(values, col.impute, imputed, bounds)
     return columns
 
 
 def _clean_categorical(
     rows: _Rows, schema: Schema, cfg: ValidateParams, verdicts: _Verdicts
 ) -> dict[str, tuple[np.ndarray, pd.api.extensions.ExtensionArray]]:
-    """Each categorical column as its rows' codes and the repaired text per code.
+    """Each categorical column as its rows' codes plus one, and the repaired text per code.
 
-    Categories are decided per distinct value, then spread to rows by code; code -1 (null)
-    picks the last entry of each per-value array.
+    Categories are decided per distinct value, then spread to rows by code. Code -1 (null)
+    becomes 0, the first entry of each per-value array: cheaper than wrapping it around to the
+    last with a modulo on a million codes.
     """
     columns = {}
     for name in schema.categorical:
         col = schema.columns[name]
         codes, distinct = rows.codes_of(name)
-        text = np.array([category_value(value) for value in distinct] + [None], dtype=object)
-        nulls = codes < 0
+        codes = codes + 1
+        text = np.array([None] + [category_value(value) for value in distinct], dtype=object)
+        nulls = codes == 0
         if nulls.any():
             if col.nullable or cfg.null_policy == "impute":
-                text[-1] = UNKNOWN_CATEGORY
+                text[0] = UNKNOWN_CATEGORY
                 verdicts.repair(nulls, f"imputed:{name}")
             else:
                 verdicts.reject(nulls, f"null:{name}")
@@ -242,20 +303,23 @@ def clean_rows(
     kept = ~verdicts.rejected
     # Row positions of the kept rows, found once: taking them is cheaper than one mask per column.
     taken = np.flatnonzero(kept)
-    columns = {}
+    columns, value_counts = {}, {}
     for name in frame.columns:
         if name in numeric:
             columns[name] = numeric[name].take(taken)
         elif name in categorical:
             column_codes, text = categorical[name]
-            # Taking from the few distinct strings is much cheaper than converting a million;
-            # code -1 % len(text) is the last entry, the null's replacement.
-            columns[name] = text.take(column_codes.take(taken) % len(text))
+            # Taking from the few distinct strings is much cheaper than converting a million.
+            kept_codes = column_codes.take(taken)
+            columns[name] = text.take(kept_codes)
+            value_counts[name] = _count(text, np.bincount(kept_codes, minlength=len(text)))
         else:
             columns[name] = frame[name].array.take(taken)
     labels, distinct = rows.codes_of(schema.target)
     positive = np.array([canonical_label(v) == schema.positive_label for v in distinct] + [False])
     columns[schema.target] = positive[labels.take(taken)].astype("int64")
+    positives = int(np.count_nonzero(columns[schema.target]))
+    value_counts[schema.target] = _count(["0", "1"], [len(taken) - positives, positives])
     clean = pd.DataFrame(columns, copy=False)  # the arrays are new: no second copy
     quarantine = frame[verdicts.rejected].copy()
     quarantine[REASON] = pd.Series(
@@ -267,4 +331,18 @@ def clean_rows(
         kept=kept,
         quarantined=reason_counts(quarantine),
         repaired=verdicts.repaired,
+        value_counts=value_counts,
     )
+
+
+def _count(values, counts) -> dict[str, int]:
+    """Rows per value from rows per code, several codes may share a value (as ``__unknown__``).
+
+    As ``value_counts``: nulls and values no row holds are left out. Counting codes saves
+    drift hashing a million strings again per column.
+    """
+    per_value: dict[str, int] = {}
+    for value, count in zip(values, np.asarray(counts).tolist(), strict=True):
+        if count and isinstance(value, str):
+            per_value[value] = per_value.get(value, 0) + count
+    return per_value

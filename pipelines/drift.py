@@ -42,8 +42,24 @@ def population_stability(expected: np.ndarray, actual: np.ndarray) -> float:
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
-def compare(reference: dict, clean: pd.DataFrame, schema: Schema) -> dict[str, float]:
-    """PSI per feature present in both the reference and the schema, and for the label."""
+def compare(
+    reference: dict,
+    clean: pd.DataFrame,
+    schema: Schema,
+    value_counts: dict[str, dict[str, int]] | None = None,
+) -> dict[str, float]:
+    """PSI per feature present in both the reference and the schema, and for the label.
+
+    ``value_counts`` (``Cleaned.value_counts``) holds the rows per value of categorical
+    columns and the label when the caller has counted them already.
+    """
+    counts = value_counts or {}
+
+    def shares(name: str) -> dict[str, float]:
+        if name in counts:
+            return _shares(counts[name])
+        return _category_shares(clean[name])
+
     drift = {}
     for name, ref in reference["numeric"].items():
         if name in schema.numeric:
@@ -51,8 +67,8 @@ def compare(reference: dict, clean: pd.DataFrame, schema: Schema) -> dict[str, f
             drift[name] = population_stability(ref["shares"], current)
     for name, ref in reference["categorical"].items():
         if name in schema.categorical:
-            drift[name] = _category_psi(ref, _category_shares(clean[name]))
-    drift[schema.target] = _category_psi(reference["label"], _category_shares(clean[schema.target]))
+            drift[name] = _category_psi(ref, shares(name))
+    drift[schema.target] = _category_psi(reference["label"], shares(schema.target))
     return {name: round(value, 6) for name, value in drift.items()}
 
 
@@ -76,6 +92,12 @@ def _category_shares(series: pd.Series) -> dict[str, float]:
         return {str(k): float(shares[k]) for k in sorted(shares.index, key=str)}
     shares = series.astype(str).value_counts(normalize=True).sort_index()
     return {str(k): float(v) for k, v in shares.items()}
+
+
+def _shares(counts: dict[str, int]) -> dict[str, float]:
+    """``_category_shares`` from rows per value: the same divisions, so the same floats."""
+    total = sum(counts.values())
+    return {value: counts[value] / total for value in sorted(counts)}
 
 
 def _category_psi(reference: dict[str, float], current: dict[str, float]) -> float:

@@ -92,15 +92,15 @@ def validate(
         cleaned.clean = cleaned.clean.drop(columns=schema.pii, errors="ignore")
         cleaned.quarantine = cleaned.quarantine.drop(columns=schema.pii, errors="ignore")
     if reference is not None:
-        cleaned.drift = _checked_drift(reference, cleaned.clean, schema, cfg)
+        cleaned.drift = _checked_drift(reference, cleaned, schema, cfg)
     return cleaned
 
 
 def _checked_drift(
-    reference: dict, clean: pd.DataFrame, schema: Schema, cfg: ValidateParams
+    reference: dict, cleaned: Cleaned, schema: Schema, cfg: ValidateParams
 ) -> dict[str, float]:
     """PSI per column against the reference; raise above ``drift_fail``, warn above ``drift_warn``."""
-    psi = drift.compare(reference, clean, schema)
+    psi = drift.compare(reference, cleaned.clean, schema, cleaned.value_counts)
     drifted = {k: v for k, v in psi.items() if v > cfg.drift_fail}
     if drifted:
         raise PipelineError(
