@@ -1,6 +1,7 @@
 """The one exception type the stage runner turns into a one-line error and exit 1, and the
 redaction every message shown to a person goes through."""
 
+import logging
 import re
 
 # The password of a URL's userinfo (``scheme://user:password@host``). Greedy up to the last
@@ -29,3 +30,27 @@ def brief(exc: BaseException, limit: int = 300) -> str:
     third-party messages quote URLs as given (MLflow's "API request to <url> failed"), so
     credentials are masked here."""
     return redact(" ".join(str(exc).split()))[:limit]
+
+
+class RedactSecrets(logging.Filter):
+    """Masks credentials in a record's message and traceback: third-party errors quote
+    MLFLOW_TRACKING_URI with its password, and the log is read (and kept) by others."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed record is the handler's to report
+            return True
+        record.msg, record.args = redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
+
+
+def redact_handlers(logger: logging.Logger) -> None:
+    """Put ``RedactSecrets`` on the handlers of ``logger`` (once)."""
+    for handler in logger.handlers:
+        if not any(isinstance(f, RedactSecrets) for f in handler.filters):
+            handler.addFilter(RedactSecrets())

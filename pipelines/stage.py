@@ -15,33 +15,9 @@ import signal
 import sys
 from collections.abc import Callable
 
-from pipelines.errors import PipelineError, redact
+from pipelines.errors import PipelineError, redact, redact_handlers
 
 log = logging.getLogger(__name__)
-
-
-class RedactSecrets(logging.Filter):
-    """Masks credentials in a record's message and traceback: third-party errors quote
-    MLFLOW_TRACKING_URI with its password, and the log is read (and kept) by others."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a malformed record is the handler's to report
-            return True
-        record.msg, record.args = redact(message), None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = redact(record.exc_text)
-        return True
-
-
-def redact_handlers(logger: logging.Logger) -> None:
-    """Put ``RedactSecrets`` on the handlers of ``logger`` (once)."""
-    for handler in logger.handlers:
-        if not any(isinstance(f, RedactSecrets) for f in handler.filters):
-            handler.addFilter(RedactSecrets())
 
 
 def configure_logging() -> None:

@@ -26,9 +26,8 @@ import uuid
 from pathlib import Path
 
 from pipelines import paths
-from pipelines.errors import PipelineError, brief, redact
+from pipelines.errors import PipelineError, brief, redact, redact_handlers
 from pipelines.io import write_json_atomic
-from pipelines.stage import redact_handlers
 
 log = logging.getLogger(__name__)
 

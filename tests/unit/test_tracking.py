@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import pytest
 
 from pipelines import register, registry, stage, tracking
-from pipelines.errors import PipelineError, brief, redact
+from pipelines.errors import PipelineError, brief, redact, redact_handlers
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -74,8 +74,8 @@ def test_stage_error_line_and_logs_are_redacted(capsys, monkeypatch):
     logger = logging.getLogger("test_tracking.redaction")
     logger.addHandler(logging.StreamHandler(stream))
     logger.propagate = False
-    stage.redact_handlers(logger)
-    stage.redact_handlers(logger)  # idempotent
+    redact_handlers(logger)
+    redact_handlers(logger)  # idempotent
     try:
         raise ConnectionError("API request to http://a:hunter2@h/api failed")
     except ConnectionError:
