@@ -236,6 +236,10 @@ class RegisterParams(Section):
     max_ece_increase: float = Field(ge=0, le=1, description="Guardrail: calibration error rise")
     min_pr_auc: float = Field(ge=0, le=1, description="Floor for the very first champion")
     min_recall: float = Field(ge=0, le=1, description="Recall floor for the very first champion")
+    confidence: float = Field(gt=0.5, lt=1, description="Of the PR-AUC difference's interval")
+    bootstrap_samples: int = Field(ge=100, description="Paired resamples of the test split")
+    non_inferiority_margin: float = Field(ge=0, le=1, description="PR-AUC the challenger may lose")
+    require_improvement: bool = Field(description="The interval must also lie above 0")
 
 
 class Params(Section):

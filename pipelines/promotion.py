@@ -1,10 +1,11 @@
-"""Promotion: the champion/challenger gate and the registered model's aliases.
+"""Promotion: the registered model's aliases and their audit trail.
 
-:func:`gate_decision` says whether a challenger replaces ``@champion``, naming every check
-that failed. Every move of an alias goes through :func:`move_alias`, which appends one event
-to the registered model's tags (``audit.00001``, ``audit.00002``, ...; an index is never
-rewritten) and so keeps the history MLflow itself does not: which version served when, and
-why. :func:`rollback` walks that history back one champion, after :func:`check_serves`.
+Whether a challenger replaces ``@champion`` is ``pipelines.champion_gate``'s decision. Every
+move of an alias goes through :func:`move_alias`, which appends one event to the registered
+model's tags (``audit.00001``, ``audit.00002``, ...; an index is never rewritten) and so keeps
+the history MLflow itself does not: which version served when, and why, with the gate's
+paired comparison. :func:`rollback` walks that history back one champion, after
+:func:`check_serves`.
 
 Register runs the gate; ``python -m pipelines.registry`` is the command line for history,
 versions and rollback.
@@ -17,16 +18,14 @@ import json
 import logging
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from pipelines import gates, plots
-from pipelines.config import RegisterParams
+from pipelines import plots
+from pipelines.champion_gate import GATE_METRICS
 from pipelines.errors import PipelineError, brief
-from pipelines.gates import GateResult
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -36,111 +35,6 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 AUDIT_PREFIX = "audit."
-# The metrics the gate compares, kept as version tags ``test_<name>``.
-GATE_METRICS = ("pr_auc", "recall", "ece")
-
-
-@dataclass(frozen=True)
-class GateMetrics:
-    """What the gate compares, measured on the current test split."""
-
-    pr_auc: float
-    recall: float  # at the model's own decision threshold
-    ece: float
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The champion gate's verdict: its checks, whether they all passed, and why, on one line."""
-
-    promote: bool
-    reason: str
-    checks: tuple[GateResult, ...]
-
-
-def gate_decision(
-    challenger: GateMetrics, champion: GateMetrics | None, cfg: RegisterParams
-) -> Decision:
-    """Whether the challenger replaces the champion, and why (every failed check is named).
-
-    The first model must clear the floors; a later one must beat the champion's PR-AUC by
-    more than ``min_delta`` (a tie never moves the champion) without its recall or its
-    calibration regressing beyond their tolerances."""
-    if champion is None:
-        checks = first_model_checks(challenger, cfg)
-        return Decision(gates.passed(checks), "first model: " + gates.explain(checks), checks)
-    checks = champion_checks(challenger, champion, cfg)
-    return Decision(gates.passed(checks), gates.explain(checks), checks)
-
-
-def first_model_checks(challenger: GateMetrics, cfg: RegisterParams) -> tuple[GateResult, ...]:
-    """With no champion yet, the challenger must clear the PR-AUC and recall floors."""
-    pr_auc, recall = challenger.pr_auc, challenger.recall
-    return (
-        gates.at_least(
-            "pr_auc_floor",
-            pr_auc,
-            cfg.min_pr_auc,
-            f"PR-AUC {pr_auc:.4f} {_sign(pr_auc >= cfg.min_pr_auc, '>=', '<')} "
-            f"floor {cfg.min_pr_auc:.4f}",
-        ),
-        gates.at_least(
-            "recall_floor",
-            recall,
-            cfg.min_recall,
-            f"recall {recall:.4f} {_sign(recall >= cfg.min_recall, '>=', '<')} "
-            f"floor {cfg.min_recall:.4f}",
-        ),
-    )
-
-
-def champion_checks(
-    challenger: GateMetrics, champion: GateMetrics, cfg: RegisterParams
-) -> tuple[GateResult, ...]:
-    """The challenger must beat the champion's PR-AUC without recall or calibration
-    regressing beyond their tolerances; both were scored on the same test split."""
-    gain = challenger.pr_auc - champion.pr_auc
-    recall_drop = champion.recall - challenger.recall
-    ece_rise = challenger.ece - champion.ece
-    if gain > cfg.min_delta:
-        gain_reason = (
-            f"PR-AUC {challenger.pr_auc:.4f} beats champion {champion.pr_auc:.4f} "
-            f"by {gain:+.4f} > {cfg.min_delta}"
-        )
-    else:
-        # Reaching min_delta exactly is not beating it: with min_delta 0, a tie would
-        # otherwise move the champion on every rerun of an unchanged model.
-        verdict = (
-            f"< {cfg.min_delta}" if gain < cfg.min_delta else f"does not exceed {cfg.min_delta}"
-        )
-        gain_reason = (
-            f"PR-AUC {challenger.pr_auc:.4f} vs champion {champion.pr_auc:.4f}: "
-            f"gain {gain:+.4f} {verdict}"
-        )
-    return (
-        gates.more_than("pr_auc_gain", gain, cfg.min_delta, gain_reason),
-        gates.at_most(
-            "recall_drop",
-            recall_drop,
-            cfg.max_recall_drop,
-            f"recall {challenger.recall:.4f} vs champion {champion.recall:.4f}: "
-            f"drop {recall_drop:.4f} {_sign(recall_drop <= cfg.max_recall_drop, '<=', '>')} "
-            f"{cfg.max_recall_drop}",
-        ),
-        gates.at_most(
-            "ece_rise",
-            ece_rise,
-            cfg.max_ece_increase,
-            f"calibration error {challenger.ece:.4f} vs champion {champion.ece:.4f}: "
-            f"rise {ece_rise:.4f} {_sign(ece_rise <= cfg.max_ece_increase, '<=', '>')} "
-            f"{cfg.max_ece_increase}",
-        ),
-    )
-
-
-def _sign(holds: bool, passing: str, failing: str) -> str:
-    """The comparison a reason shows between the measured value and its limit."""
-    return passing if holds else failing
 
 
 def history(client: MlflowClient, name: str) -> list[dict]:
@@ -169,8 +63,10 @@ def move_alias(
     run_id: str | None,
     git_commit: str,
     metrics: dict[str, dict] | None = None,
+    comparison: dict | None = None,
 ) -> dict:
-    """Point ``alias`` at ``version`` and append the change to the audit trail."""
+    """Point ``alias`` at ``version`` and append the change to the audit trail, with the
+    champion gate's paired ``comparison`` (difference, interval, test) when there was one."""
     previous = alias_holder(client, name, alias)
     client.set_registered_model_alias(name, alias, version)
     event = {
@@ -181,6 +77,7 @@ def move_alias(
         "to_version": str(version),
         "reason": reason,
         "metrics": metrics or {},
+        **({"comparison": comparison} if comparison else {}),
         "run_id": run_id,
         "git_commit": git_commit,
         "user": _user(),

@@ -2,20 +2,21 @@
 
 The challenger (this run's model, loaded back from the registry) and the current
 ``@champion`` are both scored on the current test split in this process, so stale stored
-metrics are never compared. ``champion`` moves only if the challenger's test PR-AUC beats
-the champion's by more than ``register.min_delta`` (a tie never moves it) and no guardrail
-regresses beyond its tolerance: recall at each model's own threshold
-(``register.max_recall_drop``) and expected calibration error (``register.max_ece_increase``).
-The very first model must clear the floors ``register.min_pr_auc`` and
-``register.min_recall``. Otherwise the version gets the alias ``challenger`` and a tag with
-the reason. Every alias move is audited, and every check of the gate is recorded one way
-(``pipelines.gates``): as records in ``data/reports/register.json``, as ``gate.champion.<check>`` tags
-on the run and the version, and in the log.
+metrics are never compared, and ``pipelines.champion_gate`` decides on their paired
+difference on those same rows: the PR-AUC difference's interval must clear the
+non-inferiority margin (and 0, under ``register.require_improvement``), the point gain must
+exceed ``register.min_delta`` (a tie never moves the champion), and recall and calibration
+must not regress beyond their tolerances. The very first model must clear the floors.
+Otherwise the version gets the alias ``challenger`` and a tag with the reason. Every alias
+move is audited, and every check of the gate is recorded one way (``pipelines.gates``): as
+records in ``data/reports/register.json``, as ``gate.champion.<check>`` tags on the run and
+the version, and in the log; the paired comparison (differences, intervals, tests) goes
+into the report, the run and the audit event.
 
 The story: read the inputs, log the run and register (or find) the version, score both
 models, decide, record. What the run records lives in ``pipelines.lineage``, the served
-pyfunc in ``pipelines.packaging``, and the decision, the aliases and their audit in
-``pipelines.promotion``.
+pyfunc in ``pipelines.packaging``, the decision in ``pipelines.champion_gate``, and the
+aliases and their audit in ``pipelines.promotion``.
 
 Crash safety: the version is tagged with the run id and a hash of the model files, so a
 rerun after a crash finds it instead of registering a duplicate; an alias is only set after
@@ -28,17 +29,17 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 
-from pipelines import gates, metrics, paths, promotion, tracking
+from pipelines import champion_gate, gates, paths, promotion, tracking
+from pipelines.champion_gate import GATE_METRICS, Decision, GateMetrics
 from pipelines.config import Params, RegisterParams, load_params
 from pipelines.contracts import DecisionThreshold, ServedVariant
 from pipelines.errors import PipelineError, brief
 from pipelines.io import read_parquet
 from pipelines.lineage import file_md5, git_commit, log_run_contents, model_fingerprint
 from pipelines.packaging import log_pyfunc
-from pipelines.promotion import CHALLENGER, CHAMPION, GATE_METRICS, Decision, GateMetrics
+from pipelines.promotion import CHALLENGER, CHAMPION
 from pipelines.reports import headline, write_results
 from pipelines.schema import Schema, load_enforced_schema
 from pipelines.stage import run_stage
@@ -83,23 +84,19 @@ class Gate:
     def alias(self) -> str:
         return CHAMPION if self.promote else CHALLENGER
 
-
-def gate_metrics(labels: np.ndarray, predictions: pd.DataFrame, bins: int) -> GateMetrics:
-    scores = predictions["probability"].to_numpy(dtype="float64")
-    return GateMetrics(
-        pr_auc=metrics.pr_auc(labels, scores),
-        recall=metrics.recall(labels, predictions["label"].to_numpy()),
-        ece=metrics.expected_calibration_error(labels, scores, bins),
-    )
+    @property
+    def comparison(self) -> dict | None:
+        """The paired comparison as a record, or None when there was none."""
+        paired = self.decision.comparison
+        return paired.record() if paired is not None else None
 
 
-def score(model_uri: str, test: pd.DataFrame, schema: Schema, bins: int) -> GateMetrics:
-    """Load a registered model as pyfunc (raw rows in, its own threshold) and score test."""
+def predict(model_uri: str, test: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """Load a registered model as pyfunc and predict test's raw rows: each row's
+    ``probability`` and ``label`` at the model's own threshold."""
     import mlflow
 
-    model = mlflow.pyfunc.load_model(model_uri)
-    predictions = model.predict(test[schema.feature_columns])
-    return gate_metrics(test[schema.target].to_numpy(), predictions, bins)
+    return mlflow.pyfunc.load_model(model_uri).predict(test[schema.feature_columns])
 
 
 def register(params: Params) -> dict:
@@ -144,7 +141,7 @@ def _register_in_run(params: Params, client: MlflowClient, run_id: str) -> dict:
             "v%s was gated already (@%s); nothing to move", number, version.tags["gate_decision"]
         )
         return _recorded_result(version, run_id)
-    gate = _run_gate(client, cfg, number, inputs, params.evaluate.calibration_bins)
+    gate = _run_gate(client, params, number, inputs)
     _record_gate(client, cfg, number, run_id, gate)
     log.info("%s v%s -> @%s: %s", cfg.model_name, number, gate.alias, gate.reason)
     return {
@@ -157,6 +154,7 @@ def _register_in_run(params: Params, client: MlflowClient, run_id: str) -> dict:
         "run_id": run_id,
         "challenger": asdict(gate.challenger),
         "champion": asdict(gate.champion) if gate.champion is not None else None,
+        "comparison": gate.comparison,
         "previous_champion_version": int(gate.champion_version) if gate.champion_version else None,
         "tracking_uri": tracking.display_uri(),
         **({"champion_error": gate.champion_error} if gate.champion_error else {}),
@@ -183,26 +181,28 @@ def _logged_version(
         raise tracking.mlflow_error(exc, f"registering {cfg.model_name!r}") from exc
 
 
-def _run_gate(
-    client: MlflowClient, cfg: RegisterParams, number: str, inputs: Inputs, bins: int
-) -> Gate:
-    """Score the challenger (it must serve) and the champion (if it still can), and decide."""
-    name = cfg.model_name
+def _run_gate(client: MlflowClient, params: Params, number: str, inputs: Inputs) -> Gate:
+    """Score the challenger (it must serve) and the champion (if it still can) on the same
+    rows, and decide on their paired difference."""
+    cfg, bins = params.register_, params.evaluate.calibration_bins
+    name, labels = cfg.model_name, inputs.test[inputs.schema.target].to_numpy()
     try:
-        challenger = score(f"models:/{name}/{number}", inputs.test, inputs.schema, bins)
+        challenged = predict(f"models:/{name}/{number}", inputs.test, inputs.schema)
     except Exception as exc:
         client.set_model_version_tag(name, number, "gate_decision", "unservable")
         raise PipelineError(
             f"{name} v{number} does not load from the registry and predict the test "
             f"split ({type(exc).__name__}: {exc}); no alias was moved"
         ) from exc
+    challenger = champion_gate.gate_metrics(labels, challenged, bins)
     champion_version = promotion.alias_holder(client, name, CHAMPION)
     champion, champion_error = None, None
     if champion_version is not None:
         try:
             if not promotion.registered_by_pipeline(client, name, champion_version):
                 raise PipelineError("it was not registered by this pipeline, so it is not loaded")
-            champion = score(f"models:/{name}/{champion_version}", inputs.test, inputs.schema, bins)
+            held = predict(f"models:/{name}/{champion_version}", inputs.test, inputs.schema)
+            champion = champion_gate.gate_metrics(labels, held, bins)
         except Exception as exc:  # noqa: BLE001 - reported below, the champion is kept
             champion_error = f"{type(exc).__name__}: {brief(exc)}"
             log.error(
@@ -211,18 +211,13 @@ def _run_gate(
                 champion_error,
             )
     if champion_error:
-        # No comparison was possible, so there are no checks: the reason says why.
-        decision = Decision(
-            promote=False,
-            reason=(
-                f"champion v{champion_version} cannot be loaded or score the current test "
-                f"split ({champion_error}); left in place for a person to decide (a different "
-                "dataset needs its own register.model_name)"
-            ),
-            checks=(),
-        )
+        decision = champion_gate.champion_unscorable(champion_version, champion_error)
     else:
-        decision = promotion.gate_decision(challenger, champion, cfg)
+        paired = None
+        if champion is not None:
+            new, old = (p["probability"].to_numpy(dtype="float64") for p in (challenged, held))
+            paired = champion_gate.compare(labels, new, old, cfg, params.seed)
+        decision = champion_gate.gate_decision(challenger, champion, cfg, paired)
     return Gate(challenger, champion, champion_version, champion_error, decision)
 
 
@@ -254,15 +249,19 @@ def _record_gate(
         run_id=run_id,
         git_commit=git_commit(),
         metrics={number: challenger, **({gate.champion_version: champion} if champion else {})},
+        comparison=gate.comparison,
     )
     # Last: its presence tells a retry that the gate has run for this version.
     client.set_model_version_tag(name, number, "gate_decision", gate.alias)
     logged = {f"gate.challenger_{k}": v for k, v in challenger.items()}
     logged |= {f"gate.champion_{k}": v for k, v in champion.items()} if champion else {}
+    paired = gate.decision.comparison
+    logged |= paired.metrics() if paired is not None else {}
     mlflow.log_metrics(logged | {"gate.promoted": float(gate.promote)})
     verdict = "promoted to @champion" if gate.promote else "kept as @challenger, champion unchanged"
     mlflow.set_tags(
         check_tags
+        | ({"gate.test": paired.tests()} if paired is not None else {})
         | {
             "gate_reason": gate.reason[:4000],
             "gate_decision": gate.alias,

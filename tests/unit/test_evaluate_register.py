@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn import metrics
 
-from pipelines.config import EvaluateParams, RegisterParams
+from pipelines.config import EvaluateParams
 from pipelines.errors import PipelineError
 from pipelines.evaluate import baseline_models, evaluate, pick_segment_column, segment_table
 from pipelines.lineage import git_commit
@@ -14,7 +14,6 @@ from pipelines.metrics import (
     operating_points,
 )
 from pipelines.plots import render_bias_plots
-from pipelines.promotion import GateMetrics, gate_decision
 
 RNG = np.random.default_rng(0)
 LABELS = (RNG.random(500) < 0.1).astype(int)
@@ -48,46 +47,6 @@ def test_expected_calibration_error():
     assert expected_calibration_error(labels, np.array([0.9, 0.9, 0.9, 0.9]), 5) == pytest.approx(
         0.4
     )
-
-
-GATE = RegisterParams(
-    model_name="m",
-    experiment_name="e",
-    min_delta=0.01,
-    max_recall_drop=0.05,
-    max_ece_increase=0.02,
-    min_pr_auc=0.2,
-    min_recall=0.1,
-)
-
-
-def gm(pr_auc: float, recall: float = 0.6, ece: float = 0.02) -> GateMetrics:
-    return GateMetrics(pr_auc=pr_auc, recall=recall, ece=ece)
-
-
-@pytest.mark.parametrize(
-    ("challenger", "champion", "promoted", "named"),
-    [
-        (gm(0.5), None, True, "first model"),
-        (gm(0.1), None, False, "PR-AUC 0.1000 < floor"),
-        (gm(0.5, recall=0.05), None, False, "recall 0.0500 < floor"),
-        (gm(0.52), gm(0.5), True, "beats champion"),
-        (gm(0.505), gm(0.5), False, "gain +0.0050 < 0.01"),
-        (gm(0.4), gm(0.5), False, "gain -0.1000"),
-        (gm(0.6, recall=0.5), gm(0.5, recall=0.6), False, "recall 0.5000 vs champion 0.6000"),
-        (gm(0.6, recall=0.58), gm(0.5, recall=0.6), True, "beats champion"),
-        (gm(0.6, ece=0.1), gm(0.5, ece=0.02), False, "calibration error 0.1000"),
-    ],
-)
-def test_gate_never_promotes_a_worse_model(challenger, champion, promoted, named):
-    decision = gate_decision(challenger, champion, GATE)
-    assert decision.promote is promoted
-    assert named in decision.reason
-
-
-def test_gate_names_every_failed_guardrail():
-    reason = gate_decision(gm(0.4, recall=0.1, ece=0.3), gm(0.5), GATE).reason
-    assert "gain" in reason and "recall" in reason and "calibration error" in reason
 
 
 def evaluate_params(**changes):
