@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pipelines import gates
+from pipelines.gates import GateResult
 from pipelines.schema import Schema
 
 BINS = 10
@@ -34,6 +36,14 @@ def profile(clean: pd.DataFrame, schema: Schema) -> dict:
         "categorical": categorical,
         "label": _category_shares(clean[schema.target]),
     }
+
+
+def gate(psi: dict[str, float], limit: float) -> list[GateResult]:
+    """One check per column, in name order: its PSI against the reference at most ``limit``."""
+    return [
+        gates.at_most(f"psi:{name}", value, limit, f"column {name!r} PSI {value:.3f}")
+        for name, value in sorted(psi.items())
+    ]
 
 
 def population_stability(expected: np.ndarray, actual: np.ndarray) -> float:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines import drift, ledger, paths
+from pipelines import drift, gates, ledger, paths
 from pipelines.cleaning import Cleaned, clean_rows, reason_counts, text_codes
 from pipelines.config import DataParams, Params, ValidateParams, load_params
 from pipelines.errors import PipelineError
@@ -101,12 +101,11 @@ def _checked_drift(
 ) -> dict[str, float]:
     """PSI per column against the reference; raise above ``drift_fail``, warn above ``drift_warn``."""
     psi = drift.compare(reference, cleaned.clean, schema, cleaned.value_counts)
-    drifted = {k: v for k, v in psi.items() if v > cfg.drift_fail}
+    drifted = gates.failures(drift.gate(psi, cfg.drift_fail))
     if drifted:
         raise PipelineError(
             f"drift against the last accepted snapshot above validate.drift_fail="
-            f"{cfg.drift_fail}: "
-            + ", ".join(f"column {k!r} PSI {v:.3f}" for k, v in sorted(drifted.items()))
+            f"{cfg.drift_fail}: " + ", ".join(check.reason for check in drifted)
         )
     for name, value in psi.items():
         if value > cfg.drift_warn:

@@ -55,3 +55,10 @@ def test_warning_drift_is_logged_and_reported(schema, validate_params, reference
         cleaned = validate(frame, schema, lenient, tmp_path, reference)
     assert cleaned.drift["amount"] > 0.001
     assert "drift warning: column 'amount'" in caplog.text
+
+
+def test_the_drift_gate_is_one_check_per_column_in_name_order():
+    checks = drift.gate({"b": 0.3, "a": 0.1, "label": 0.25}, 0.25)
+    assert [c.name for c in checks] == ["psi:a", "psi:b", "psi:label"]
+    assert [c.passed for c in checks] == [True, False, True]
+    assert checks[1].reason == "column 'b' PSI 0.300" and checks[1].limit == 0.25
