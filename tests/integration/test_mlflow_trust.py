@@ -111,10 +111,16 @@ def test_a_finished_execution_clears_the_error_of_a_failed_attempt_and_a_failing
         monkeypatch.setenv("PIPELINE_RUN_ID", "issue16-end-run")
         mlflow.start_run(run_id=tracking.open_lineage_run(client, experiment, "retrain"))
         server.stop()
+        # Earlier tests in the same process may have set the root logger to INFO.
+        caplog.clear()
         with caplog.at_level(logging.WARNING, logger="pipelines.tracking"):
             tracking.end_active_run("FAILED")
         assert mlflow.active_run() is None
-        warnings = [r.getMessage() for r in caplog.records if r.name == "pipelines.tracking"]
+        warnings = [
+            r.getMessage()
+            for r in caplog.records
+            if r.name == "pipelines.tracking" and r.levelno >= logging.WARNING
+        ]
         assert len(warnings) == 1 and warnings[0].startswith("could not mark the MLflow run FAILED")
     finally:
         mlflow.set_tracking_uri(None)  # the last test: the server stays down
