@@ -61,7 +61,7 @@ hooks: install
 	$(BIN)/pre-commit install
 
 ui: install
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db --host 127.0.0.1 --port 5000
+	umask 077 && $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db --host 127.0.0.1 --port 5000
 
 clean:
 	rm -rf $(VENV) $(TOOLS)
