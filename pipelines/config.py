@@ -242,6 +242,10 @@ class RegisterParams(Section):
     require_improvement: bool = Field(description="The interval must also lie above 0")
 
 
+class ScoreParams(Section):
+    chunk_rows: PositiveInt = Field(description="rows read, admitted and scored at a time")
+
+
 class Params(Section):
     seed: int
     data: DataParams
@@ -255,6 +259,7 @@ class Params(Section):
     evaluate: EvaluateParams
     quantize: QuantizeParams
     register_: RegisterParams = Field(alias="register")
+    score: ScoreParams
 
 
 def _describe(error: ValidationError, source: Path) -> str:
