@@ -106,6 +106,8 @@ def load_scoring_model(name: str, version: int | None) -> ScoringModel:
 
 def _version_schema(run_id: str) -> Schema:
     """The schema register logged with the version's run; failing that, the local one."""
+    from mlflow.exceptions import MlflowException
+
     import mlflow
 
     with tempfile.TemporaryDirectory(prefix="schema-") as scratch:
@@ -114,7 +116,7 @@ def _version_schema(run_id: str) -> Schema:
                 run_id=run_id, artifact_path=SCHEMA_ARTIFACT, dst_path=scratch
             )
             return load_schema(Path(local))
-        except (OSError, mlflow.exceptions.MlflowException) as exc:
+        except (OSError, MlflowException) as exc:
             if not paths.ENFORCED_SCHEMA.exists():
                 raise PipelineError(
                     f"run {run_id} holds no {SCHEMA_ARTIFACT} and {paths.ENFORCED_SCHEMA} is "
