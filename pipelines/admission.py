@@ -62,7 +62,7 @@ def admit(frame: pd.DataFrame, schema: Schema, source: str) -> Admitted:
     for name in frame.columns:
         column = schema.columns.get(name)
         if column is None:
-            typed[name] = category_text(frame[name])
+            typed[name] = _text(frame[name])
             continue
         if column.pii:
             continue
@@ -101,12 +101,19 @@ def _typed(series: pd.Series, column: ColumnSchema) -> tuple[pd.Series, np.ndarr
         return values, wrong
     if column.kind == "datetime":
         return _datetimes(series, present)
-    text = category_text(series)
-    if column.kind == "bool":
-        text = text.str.lower()
-        wrong = present & ~text.isin(["true", "false"]).to_numpy()
-        return text.where(~wrong).map({"true": True, "false": False}).astype("boolean"), wrong
-    return text, np.zeros(len(series), dtype=bool)
+    if column.kind != "bool":
+        return _text(series), np.zeros(len(series), dtype=bool)
+    text = category_text(series).str.lower()
+    wrong = present & ~text.isin(["true", "false"]).to_numpy()
+    return text.where(~wrong).map({"true": True, "false": False}).astype("boolean"), wrong
+
+
+def _text(series: pd.Series) -> pd.Series:
+    """The column as text, nulls kept; a text column as it is (ids hold a million distinct
+    values, each converted one by one otherwise)."""
+    if isinstance(series.dtype, pd.StringDtype):
+        return series
+    return category_text(series)
 
 
 def _datetimes(series: pd.Series, present: np.ndarray) -> tuple[pd.Series, np.ndarray]:
