@@ -193,16 +193,17 @@ class MlflowServer:
 
 @contextlib.contextmanager
 def model_server(
-    cwd: Path, model_uri: str, env: dict[str, str], timeout: float = 180
+    cwd: Path, model_uri: str, env: dict[str, str], workdir: Path, timeout: float = 180
 ) -> Iterator[str]:
-    """``mlflow models serve`` (``MODEL_SERVE``) on a free port; yields its URL once it answers
-    ``MODEL_SERVE_PING``, and stops it (its whole process group) on the way out."""
+    """``mlflow models serve`` (``MODEL_SERVE``) on a free port, run in ``cwd``, its log in
+    ``workdir``; yields its URL once it answers ``MODEL_SERVE_PING``, and stops it (its whole
+    process group) on the way out."""
     import os
     import signal
     import urllib.request
 
     port = free_port_pair()
-    log = (cwd / f"model-server-{port}.log").open("w")
+    log = (workdir / "model-server.log").open("w")
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / MODEL_SERVE[0]), *MODEL_SERVE[1:]]
         + ["-m", model_uri, "--host", "127.0.0.1", "--port", str(port)],

@@ -71,7 +71,7 @@ def test_no_champion_is_one_line_naming_the_model(scored, tmp_path):
     )
 
 
-def test_rest_serving_answers_raw_rows_with_the_batch_scores(scored):
+def test_rest_serving_answers_raw_rows_with_the_batch_scores(scored, tmp_path):
     repo, _, scores, _ = scored
     landing = pd.read_parquet(repo.root / "data" / "landing")
     first = landing.drop_duplicates("transaction_id").set_index("transaction_id")
@@ -80,7 +80,7 @@ def test_rest_serving_answers_raw_rows_with_the_batch_scores(scored):
         rows.reset_index().drop(columns="is_fraud").to_json(orient="records", date_format="iso")
     )
     env = repo.env({"MLFLOW_TRACKING_URI": f"sqlite:///{repo.root / 'mlflow' / 'mlflow.db'}"})
-    with model_server(repo.root, f"models:/{MODEL}@champion", env) as url:
+    with model_server(repo.root, f"models:/{MODEL}@champion", env, tmp_path) as url:
         request = urllib.request.Request(
             f"{url}/invocations",
             data=json.dumps({"dataframe_records": records}).encode(),
