@@ -165,8 +165,9 @@ class Progress:
         self.last = time.monotonic()
 
     def update(self, rows: int, rejected: int) -> None:
+        """``rows`` more read; ``rejected`` of all rows read so far."""
         self.done += rows
-        self.rejected += rejected
+        self.rejected = rejected
         self.bar.update(rows)
         if self.bar.disable and time.monotonic() - self.last >= LOG_EVERY_S:
             self.last = time.monotonic()
@@ -182,9 +183,9 @@ def score_source(
     scoring: ScoringModel,
     sinks: tuple[ParquetSink, ParquetSink],
     *,
-    file_format: str = "auto",
-    chunk_rows: int = 100_000,
+    chunk_rows: int,
     scored_at: pd.Timestamp,
+    file_format: str = "auto",
 ) -> Tally:
     """Admit and score every row under ``source``, chunk by chunk, into the two sinks."""
     files = list(list_partitions(source, file_format, key="--input"))
@@ -199,7 +200,7 @@ def score_source(
                 fmt = file_format_of(name, file_format)
                 for chunk in read_chunks(path, name, fmt, chunk_rows):
                     _score_chunk(name, chunk, scoring, sinks, scored_at, tally)
-                    progress.update(len(chunk), tally.rejected - progress.rejected)
+                    progress.update(len(chunk), tally.rejected)
     finally:
         progress.close()
     if tally.rows_in == 0:

@@ -126,7 +126,9 @@ def test_all_rejected_still_writes_both_files_with_their_columns(tmp_path, frame
     frame.head(5).assign(color="purple").to_parquet(tmp_path / "in" / "p.parquet")
     out, rejects = tmp_path / "out.parquet", tmp_path / "r.parquet"
     with ParquetSink(out) as scored, ParquetSink(rejects) as rejected:
-        score.score_source(str(tmp_path / "in"), scoring, (scored, rejected), scored_at=SCORED_AT)
+        score.score_source(
+            str(tmp_path / "in"), scoring, (scored, rejected), chunk_rows=100, scored_at=SCORED_AT
+        )
     assert pd.read_parquet(out).empty and "probability" in pd.read_parquet(out)
     assert len(pd.read_parquet(rejects)) == 5
 
@@ -141,7 +143,11 @@ def test_a_failed_run_leaves_no_partial_output(tmp_path, frame, scoring):
     ):
         with ParquetSink(out) as scored, ParquetSink(tmp_path / "r.parquet") as rejected:
             score.score_source(
-                str(tmp_path / "in"), scoring, (scored, rejected), scored_at=SCORED_AT
+                str(tmp_path / "in"),
+                scoring,
+                (scored, rejected),
+                chunk_rows=100,
+                scored_at=SCORED_AT,
             )
     assert out.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out.parquet"]
