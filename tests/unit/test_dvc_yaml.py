@@ -108,7 +108,9 @@ def closure(roots: list[str]) -> set[str]:
         module = todo.pop()
         if module not in seen:
             seen.add(module)
-            todo += [m for m in pipeline_imports(module) if (module, m) not in FAILURE_ONLY | GUARD_ONLY]
+            todo += [
+                m for m in pipeline_imports(module) if (module, m) not in FAILURE_ONLY | GUARD_ONLY
+            ]
     return seen
 
 
