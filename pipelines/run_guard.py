@@ -40,6 +40,8 @@ SHELLS = {"sh", "bash", "dash", "zsh", "fish", "ksh"}
 WATCH_SECONDS = 0.5
 # Kept open for the life of the process: closing the descriptor would drop the stage lock.
 _held: list[int] = []
+# What die_with_parent watches: the run's owner and this process's parent at start.
+_watched: list[Process] = []
 
 
 class RunLocked(PipelineError):
@@ -104,16 +106,21 @@ def die_with_parent(owner: Process) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):  # not Linux: the watchdog alone
         log.debug("prctl is not available; relying on the watchdog")
-    if owner.pid == os.getpid():
-        return  # not run by DVC: PDEATHSIG on the direct parent is all there is to watch
-    watched = [owner, describe(parent)]
-    if os.getppid() != parent or not all(p.alive() for p in watched):
+    _watched[:] = [describe(parent)] + ([owner] if owner.pid != os.getpid() else [])
+    if parent_gone():
         os.kill(os.getpid(), signal.SIGTERM)  # died before prctl took effect
-    threading.Thread(target=_watch, args=(watched,), name="parent-watchdog", daemon=True).start()
+    if owner.pid != os.getpid():  # run by DVC, maybe through a shell PDEATHSIG cannot see past
+        threading.Thread(target=_watch, name="parent-watchdog", daemon=True).start()
 
 
-def _watch(watched: list[Process]) -> None:
-    while all(p.alive() for p in watched):
+def parent_gone() -> bool:
+    """Whether what started this stage has died: the stage is an orphan and must stop at once
+    (stage.py then skips recording the failure, which would take MLflow's import time)."""
+    return bool(_watched) and not all(p.alive() for p in _watched)
+
+
+def _watch() -> None:
+    while not parent_gone():
         time.sleep(WATCH_SECONDS)
     log.error("the process that started this stage is gone; stopping")
     os.kill(os.getpid(), signal.SIGTERM)

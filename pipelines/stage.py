@@ -67,7 +67,9 @@ def run_stage(name: str, main: Callable[[], None], *, record_failure: bool = Tru
     except PipelineError as exc:
         _fail(name, str(exc), record_failure)
     except KeyboardInterrupt:
-        _fail(name, "interrupted", record_failure, interrupted=True)
+        orphan = run_guard.parent_gone()
+        reason = "stopped: the process that started it is gone" if orphan else "interrupted"
+        _fail(name, reason, record_failure and not orphan, interrupted=True)
     except Exception as exc:  # noqa: BLE001 - the last line must be a readable reason
         log.exception("stage %s crashed", name)
         _fail(name, f"{type(exc).__name__}: {exc}", record_failure)
