@@ -158,7 +158,9 @@ def test_killing_dvc_stops_the_training_it_started(tmp_path):
         run.stderr.close()
 
 
-def test_an_interrupted_write_in_a_directory_output_is_ignored_and_cleaned(pipeline_repo, tmp_path):
+def test_an_interrupted_write_in_a_directory_output_is_ignored_and_cleaned(
+    pipeline_repo, tmp_path, monkeypatch
+):
     repo = copy_with_outputs(pipeline_repo[0], tmp_path / "repo", registry=False)
     leftover = repo.root / paths.REFERENCE / ".landing__is_fraud.json.k1ll3d.tmp"
     leftover.write_text("{half a refer")
