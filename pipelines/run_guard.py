@@ -75,7 +75,10 @@ def _parent_of(pid: int) -> int:
 
 
 def _name_of(pid: int) -> str:
-    return Path(f"/proc/{pid}/comm").read_text().strip()
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:  # no /proc (not Linux): take the parent as the owner
+        return ""
 
 
 def describe(pid: int) -> Process:
