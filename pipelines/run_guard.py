@@ -172,11 +172,7 @@ def take_stage_lock(stage: str) -> None:
     """Hold ``<stage>.lock`` until this process ends; fail if another process holds it.
 
     The workers of a multi-worker training each hold their own (keyed on TF_CONFIG's task)."""
-    task = ""
-    if os.environ.get("TF_CONFIG"):
-        task = json.loads(os.environ["TF_CONFIG"]).get("task", {})
-        task = f"-{task.get('type', '')}{task.get('index', '')}"
-    path = _locks_dir() / f"{stage}{task}.lock"
+    path = _locks_dir() / f"{stage}{_worker_suffix(os.environ.get('TF_CONFIG'))}.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -190,6 +186,16 @@ def take_stage_lock(stage: str) -> None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     _held.append(fd)
+
+
+def _worker_suffix(tf_config: str | None) -> str:
+    """``-worker1`` for TF_CONFIG's task; nothing without one (pipelines.distribution reports a
+    malformed TF_CONFIG, so it is not an error here)."""
+    try:
+        task = json.loads(tf_config or "{}").get("task", {})
+        return f"-{task['type']}{task['index']}"
+    except (ValueError, AttributeError, KeyError, TypeError):
+        return ""
 
 
 def clean_temporaries(outputs: list[str]) -> None:
