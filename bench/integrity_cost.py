@@ -33,6 +33,7 @@ def main() -> None:
     for stage in stages:
         best = float("inf")
         for _ in range(3):
+            integrity._parsed.cache_clear()  # a stage process parses dvc.yaml and dvc.lock afresh
             started = time.perf_counter()
             checked = integrity.verify_inputs(stage)
             best = min(best, time.perf_counter() - started)
@@ -42,7 +43,7 @@ def main() -> None:
         print(f"{stage:<10} {len(checked):>6} {size / 2**20:>8.2f} {best * 1000:>8.1f}")
     print(f"{'all':<10} {'':>6} {total_bytes / 2**20:>8.2f} {total_seconds * 1000:>8.1f}")
     if total_seconds:
-        print(f"throughput {total_bytes / 2**20 / total_seconds:.0f} MB/s (lock parsing included)")
+        print(f"throughput {total_bytes / 2**20 / total_seconds:.0f} MB/s (dvc.yaml and dvc.lock parsing included)")
 
 
 if __name__ == "__main__":

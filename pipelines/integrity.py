@@ -8,6 +8,7 @@ and compares it with that stage's ``outs`` entry in ``dvc.lock`` before using it
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -26,8 +27,16 @@ REPAIR_HINT = "run `python -m pipelines.repair` to restore it from the DVC remot
 
 
 def _yaml(path: Path) -> Any:
+    if not path.exists():
+        return None
+    return _parsed(path, path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed(path: Path, mtime_ns: int) -> Any:
+    """One parse per file version: a stage start reads dvc.yaml three times."""
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return yaml.load(path.read_text(), Loader=loader) if path.exists() else None
+    return yaml.load(path.read_text(), Loader=loader)
 
 
 def file_md5(path: Path) -> str:
