@@ -8,6 +8,11 @@ working directory of every stage (DVC and Airflow both run stages from there).
 from pathlib import Path
 
 PARAMS = Path("params.yaml")
+DVC_LOCK = Path("dvc.lock")
+DVC_YAML = Path("dvc.yaml")
+DVC_CACHE = Path(".dvc") / "cache" / "files" / "md5"
+# The pipeline and stage locks (pipelines.run_guard): DVC's own scratch folder, never committed.
+RUN_LOCKS = Path(".dvc") / "tmp" / "pipeline-locks"
 DATA = Path("data")
 
 LANDING = DATA / "landing"
