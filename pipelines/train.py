@@ -28,7 +28,7 @@ import pandas as pd
 from pipelines import paths
 from pipelines.batches import evaluation_dataset, fits_in_cache, steps_per_epoch, training_stream
 from pipelines.config import TrainParams, load_params
-from pipelines.contracts import ClassWeights
+from pipelines.contracts import ClassWeights, TunedConfig
 from pipelines.distribution import (
     replica_device_types,
     safe_steps_per_execution,
@@ -297,7 +297,7 @@ def main() -> None:
         read_parquet(paths.AUGMENTED_TRAIN),
         read_parquet(paths.SPLIT_VAL),
         schema,
-        params.train,
+        TunedConfig.load().train_params(params.train),
         params.seed,
         class_weight=ClassWeights.load().for_keras(),
         backup_dir=paths.TRAIN_BACKUP,
