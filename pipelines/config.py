@@ -231,6 +231,11 @@ class EvaluateParams(Section):
     min_positives: int = Field(
         30, ge=1, description="fewer positives in val or test: its metrics are flagged unreliable"
     )
+    cv: Literal["auto", "on", "off"] = Field(
+        "off", description="k-fold CV on train+val besides test; auto: below cv_below_rows"
+    )
+    cv_below_rows: int = Field(2000, ge=0, description="auto: CV when train+val hold fewer rows")
+    cv_folds: int = Field(5, ge=2, description="stratified folds (fewer if positives are fewer)")
 
     @model_validator(mode="after")
     def _costs_given(self) -> EvaluateParams:

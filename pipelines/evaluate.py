@@ -20,9 +20,9 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from pipelines import intervals, metrics, paths
+from pipelines import crossval, intervals, metrics, paths
 from pipelines.config import EvaluateParams, load_params
-from pipelines.contracts import DecisionThreshold
+from pipelines.contracts import DecisionThreshold, TunedConfig
 from pipelines.errors import PipelineError
 from pipelines.features import FeatureTransform
 from pipelines.io import atomic_dir, read_csv, read_parquet, write_csv_atomic
@@ -290,6 +290,18 @@ def main() -> None:
         cfg,
         params.seed,
     )
+    pool = pd.concat([splits["train"], splits["val"]], ignore_index=True)  # never test
+    if crossval.wanted(cfg, len(pool)):
+        tuned = TunedConfig.load()
+        report["cross_validation"] = crossval.cross_validate(
+            pool,
+            schema,
+            cfg,
+            tuned.train_params(params.train),
+            tuned.rebalance_params(params.rebalance),
+            params.seed,
+        )
+        log.info("PR-AUC %s", intervals.cv_estimate(report["cross_validation"]))
     for name, path in (
         ("pr", paths.PR_CURVE),
         ("roc", paths.ROC_CURVE),

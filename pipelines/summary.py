@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from pipelines import paths
-from pipelines.intervals import with_interval
+from pipelines.intervals import cv_estimate, with_interval
 from pipelines.io import read_json
 from pipelines.stage import run_stage
 
@@ -28,6 +28,7 @@ def render(ingest: dict, validate: dict, evaluate: dict, quantize: dict, registe
             f"  rows quarantined   {validate['rows_quarantined']}  {validate['quarantined']}",
             f"  test PR-AUC        {with_interval(evaluate, 'pr_auc')}{reliability_note(evaluate)}",
             f"  test ROC-AUC       {with_interval(evaluate, 'roc_auc')}",
+            *cv_lines(evaluate),
             *baselines,
             f"  quantization       {quantization_line(quantize)}",
             f"  model version      {register['model_name']} v{register['version']} @{register['alias']}",
@@ -36,6 +37,17 @@ def render(ingest: dict, validate: dict, evaluate: dict, quantize: dict, registe
             "",
         ]
     )
+
+
+def cv_lines(evaluate: dict) -> list[str]:
+    """Small-data mode's cross-validated estimate, when evaluate ran it."""
+    cv = evaluate.get("cross_validation")
+    if not cv:
+        return []
+    return [
+        f"  CV PR-AUC          {cv_estimate(cv, 'pr_auc')}",
+        f"  CV ROC-AUC         {cv_estimate(cv, 'roc_auc')}",
+    ]
 
 
 def reliability_note(evaluate: dict) -> str:
