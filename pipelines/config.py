@@ -236,6 +236,12 @@ class EvaluateParams(Section):
     )
     cv_below_rows: int = Field(2000, ge=0, description="auto: CV when train+val hold fewer rows")
     cv_folds: int = Field(5, ge=2, description="stratified folds (fewer if positives are fewer)")
+    shap_rows: int = Field(0, ge=0, description="test rows explained by SHAP; 0: off")
+    shap_background: int = Field(50, ge=1, description="training rows SHAP masks with")
+    shap_permutations: int = Field(2, ge=1, description="Permutation explainer passes per row")
+    sensitive_columns: list[str] = Field(
+        default_factory=list, description="per-group recall/FPR and their ratios on test"
+    )
 
     @model_validator(mode="after")
     def _costs_given(self) -> EvaluateParams:
@@ -274,6 +280,9 @@ class RegisterParams(Section):
     bootstrap_samples: int = Field(ge=100, description="Paired resamples of the test split")
     non_inferiority_margin: float = Field(ge=0, le=1, description="PR-AUC the challenger may lose")
     require_improvement: bool = Field(description="The interval must also lie above 0")
+    max_disparity: float | None = Field(
+        None, ge=0, le=1, description="1 - recall/FPR ratio across sensitive groups; null: off"
+    )
 
 
 class Params(Section):

@@ -125,3 +125,13 @@ class TunedConfig(Contract):
         return RebalanceParams.model_validate(
             rebalance.model_dump() | {"strategy": self.rebalance_strategy}
         )
+
+
+class Disparity(Contract):
+    """Per sensitive column, 1 - the lower of its recall and FPR ratios across groups (test);
+    empty when ``evaluate.sensitive_columns`` is. Register's optional fairness gate reads it."""
+
+    PATH: ClassVar[Path] = paths.DISPARITY
+    WRITTEN_BY: ClassVar[str] = "evaluate"
+
+    columns: dict[str, float]

@@ -45,6 +45,7 @@ QUANTIZE_TABLE = MODELS / "quantization.md"
 DECISION_THRESHOLD = MODELS / "threshold.json"
 SERVED_VARIANT = MODELS / "served.json"
 TUNED_CONFIG = MODELS / "tuned.json"
+DISPARITY = MODELS / "disparity.json"
 # Train's working folders, not outputs: the per-epoch backup a killed run resumes from
 # (deleted when training succeeds) and TensorBoard logs (watched live, so not written atomically).
 TRAIN_BACKUP = MODELS / "train_backup"
@@ -87,6 +88,7 @@ THRESHOLD_CURVE = PLOTS / "threshold.csv"
 IMPORTANCE = PLOTS / "importance.csv"
 SEGMENTS = PLOTS / "segments.csv"
 ROBUSTNESS = PLOTS / "robustness.csv"
+SHAP = PLOTS / "shap.csv"
 PLOT_IMAGES = PLOTS / "images"
 
 MLFLOW_DIR = Path("mlflow")
