@@ -1,0 +1,59 @@
+"""The issue-18 demo: scikit-learn's breast-cancer data, pointed at through data: only, gets
+intervals, the small-data CV estimate, SHAP and a paired champion gate decision."""
+
+import json
+
+import pytest
+
+from tests.integration.conftest import make_repo_copy
+
+pytestmark = pytest.mark.integration
+
+
+def summary(repo) -> str:
+    return repo.python("-m", "pipelines.summary", check=True).stdout
+
+
+def test_breast_cancer_demo_prints_intervals_cv_and_a_paired_gate_decision(tmp_path):
+    repo = make_repo_copy(
+        tmp_path / "repo",
+        params={
+            "quantize": {"variants": ["dynamic_range"]},
+            "evaluate": {"shap_rows": 10, "shap_background": 10, "shap_permutations": 1},
+        },
+    )
+    repo.python("-m", "pipelines.breast_cancer", check=True)
+    repo.set_params(
+        {
+            "data": {
+                "source": "data/landing_breast_cancer",
+                "target": "diagnosis",
+                "positive_label": "malignant",
+            },
+            "register": {"model_name": "breast-cancer"},
+        }
+    )
+    repo.dvc("repro", check=True)
+    first = summary(repo)
+    pr_line = next(line for line in first.splitlines() if "test PR-AUC" in line)
+    assert "[" in pr_line and "]" in pr_line  # its bootstrap interval
+    assert "-fold CV on" in first and "train+val rows" in first
+    assert "first model" in first
+    evaluate = json.loads((repo.root / "data/reports/evaluate.json").read_text())
+    assert evaluate["cross_validation"]["pr_auc"]["mean"] > 0.8
+    assert (
+        len(evaluate["shap"]) == 30 and (repo.root / "data/plots/images/shap_summary.png").exists()
+    )
+
+    # A retrain with another learning rate: the gate decides on the paired difference.
+    repo.set_params({"train": {"learning_rate": 0.002}})
+    repo.dvc("repro", check=True)
+    second = summary(repo)
+    register = json.loads((repo.root / "data/reports/register.json").read_text())
+    assert register["version"] == 2 and register["comparison"]["pr_auc"]["test"]
+    lower, upper = (
+        register["comparison"]["pr_auc"]["lower"],
+        register["comparison"]["pr_auc"]["upper"],
+    )
+    assert lower <= register["comparison"]["pr_auc"]["difference"] <= upper
+    assert "gate" in second and register["reason"] in second
