@@ -49,15 +49,27 @@ def analyses(
     test = splits["test"]
     if cfg.sensitive_columns:
         report["fairness"] = fairness.disparities(
-            test, score(test), report["threshold"], schema.target, cfg.sensitive_columns,
-            cfg.bootstrap_samples, cfg.confidence, seed,
-        )  # fmt: skip
+            test,
+            score(test),
+            report["threshold"],
+            schema.target,
+            cfg.sensitive_columns,
+            cfg.bootstrap_samples,
+            cfg.confidence,
+            seed,
+        )
     explanation = None
     if cfg.shap_rows:
         explanation = explain.explain_model(
-            score, splits["train"], test, schema, cfg.shap_rows, cfg.shap_background,
-            cfg.shap_permutations, seed,
-        )  # fmt: skip
+            score,
+            splits["train"],
+            test,
+            schema,
+            cfg.shap_rows,
+            cfg.shap_background,
+            cfg.shap_permutations,
+            seed,
+        )
         table = explanation.table()
         report["shap"] = dict(zip(table["feature"], table["mean_abs_shap"], strict=True))
     tables["shap"] = (

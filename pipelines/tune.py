@@ -132,9 +132,15 @@ def tune(
     def objective(trial) -> float:
         config = TunedConfig(source="search", **sample(trial, cfg))
         value = score(
-            config, train_split, val_split, schema, train, rebalance_cfg, seed,
+            config,
+            train_split,
+            val_split,
+            schema,
+            train,
+            rebalance_cfg,
+            seed,
             [pruning_callback(trial)],
-        )  # fmt: skip
+        )
         log.info("trial %d: val PR-AUC %.4f %s", trial.number, value, trial.params)
         return value
 
@@ -187,38 +193,42 @@ def decide(study, untuned: TunedConfig, seconds: float) -> TuneResult:
     return TuneResult(chosen, report)
 
 
-def mlflow_trial_logger(experiment_name: str) -> Callable:
+class TrialLogger:
     """An Optuna callback logging each trial as a nested run of this execution's MLflow run."""
-    from pipelines import tracking
 
-    mlflow_client = tracking.client()
-    experiment = tracking.experiment_id(mlflow_client, experiment_name)
-    parent = tracking.open_lineage_run(mlflow_client, experiment, run_name="retrain")
+    def __init__(self, experiment_name: str):
+        from pipelines import tracking
 
-    def log_trial(study, trial) -> None:
-        run = mlflow_client.create_run(
-            experiment,
+        self.client = tracking.client()
+        self.experiment = tracking.experiment_id(self.client, experiment_name)
+        self.parent = tracking.open_lineage_run(self.client, self.experiment, run_name="retrain")
+
+    def __call__(self, study, trial) -> None:
+        run = self.client.create_run(
+            self.experiment,
             run_name=f"tune-trial-{trial.number}",
-            tags={"mlflow.parentRunId": parent, "pipeline.stage": "tune"},
+            tags={"mlflow.parentRunId": self.parent, "pipeline.stage": "tune"},
         )
         run_id = run.info.run_id
         for key, value in trial.params.items():
-            mlflow_client.log_param(run_id, key, value)
-        mlflow_client.set_tag(run_id, "optuna.state", trial.state.name)
+            self.client.log_param(run_id, key, value)
+        self.client.set_tag(run_id, "optuna.state", trial.state.name)
         if trial.value is not None:
-            mlflow_client.log_metric(run_id, "val_pr_auc", trial.value)
+            self.client.log_metric(run_id, "val_pr_auc", trial.value)
         for epoch, value in trial.intermediate_values.items():
-            mlflow_client.log_metric(run_id, "epoch_val_pr_auc", value, step=epoch)
-        mlflow_client.set_terminated(run_id, status="FINISHED")
+            self.client.log_metric(run_id, "epoch_val_pr_auc", value, step=epoch)
+        self.client.set_terminated(run_id, status="FINISHED")
 
-    return log_trial
+    def hand_over(self) -> None:
+        """Leave the execution's run for the next stages: not RUNNING under this process,
+        which exits now (the next stage to open it would otherwise reap it as killed), and
+        not FINISHED (register finishes it, and a finished run is not continued)."""
+        self.client.update_run(self.parent, status="SCHEDULED")
 
 
 def main() -> None:
     params = load_params()
-    on_trial = None
-    if params.tune.enabled:
-        on_trial = mlflow_trial_logger(params.register_.experiment_name)
+    on_trial = TrialLogger(params.register_.experiment_name) if params.tune.enabled else None
     result = tune(
         read_parquet(paths.SPLIT_TRAIN),
         read_parquet(paths.SPLIT_VAL),
@@ -229,6 +239,8 @@ def main() -> None:
         params.seed,
         on_trial,
     )
+    if on_trial is not None:
+        on_trial.hand_over()
     result.config.write()
     keys = ("untuned_val_pr_auc", "best_val_pr_auc", "trials")
     metrics = headline(result.report, *(key for key in keys if key in result.report))

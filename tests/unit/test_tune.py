@@ -2,6 +2,7 @@
 untuned configuration unless a trial beats it on validation."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -50,9 +51,14 @@ def test_search_within_budget_keeps_or_beats_the_untuned_configuration(
     train = train_params(epochs=2)
     logged = []
     result = tune(
-        *splits, schema, tune_params(), train, REBALANCE, seed=0,
+        *splits,
+        schema,
+        tune_params(),
+        train,
+        REBALANCE,
+        seed=0,
         on_trial=lambda study, trial: logged.append(trial.number),
-    )  # fmt: skip
+    )
     report = result.report
     assert report["trials"] == 3 and logged == [0, 1, 2]
     assert report["history"][0]["rebalance_strategy"] == "class_weight"  # trial 0: untuned
@@ -64,3 +70,56 @@ def test_search_within_budget_keeps_or_beats_the_untuned_configuration(
         assert result.config.source == "search"
         assert result.config.rebalance_strategy in {"none", "class_weight", "smote"}
     json.dumps(report)  # the report is written as JSON
+
+
+class FakeClient:
+    """The MlflowClient calls TrialLogger makes, recorded."""
+
+    def __init__(self):
+        self.runs: dict[str, dict] = {}
+        self.status: dict[str, str] = {}
+
+    def create_run(self, experiment, run_name, tags):
+        run_id = f"run{len(self.runs)}"
+        self.runs[run_id] = {"name": run_name, "tags": dict(tags), "metrics": {}, "params": {}}
+        return SimpleNamespace(info=SimpleNamespace(run_id=run_id))
+
+    def log_param(self, run_id, key, value):
+        self.runs[run_id]["params"][key] = value
+
+    def set_tag(self, run_id, key, value):
+        self.runs[run_id]["tags"][key] = value
+
+    def log_metric(self, run_id, key, value, step=0):
+        self.runs[run_id]["metrics"][key] = value
+
+    def set_terminated(self, run_id, status):
+        self.status[run_id] = status
+
+    def update_run(self, run_id, status):
+        self.status[run_id] = status
+
+
+def test_each_trial_is_a_nested_run_and_the_execution_run_is_handed_over(monkeypatch):
+    """Trials are children of the execution's run; the run is left SCHEDULED, not RUNNING
+    under a process that exits (the next stage would reap it as killed; checked against a
+    real sqlite store when written: register's open_lineage_run continues it)."""
+    import optuna
+
+    from pipelines import tracking
+    from pipelines.tune import TrialLogger
+
+    fake = FakeClient()
+    monkeypatch.setattr(tracking, "client", lambda: fake)
+    monkeypatch.setattr(tracking, "experiment_id", lambda client, name: "1")
+    monkeypatch.setattr(tracking, "open_lineage_run", lambda client, exp, run_name: "parent")
+    logger = TrialLogger("retraining")
+    study = optuna.create_study(direction="maximize")
+    study.optimize(lambda trial: trial.suggest_float("lr", 0, 1), n_trials=2, callbacks=[logger])
+    logger.hand_over()
+    assert [run["name"] for run in fake.runs.values()] == ["tune-trial-0", "tune-trial-1"]
+    assert all(run["tags"]["mlflow.parentRunId"] == "parent" for run in fake.runs.values())
+    assert all(
+        "val_pr_auc" in run["metrics"] and "lr" in run["params"] for run in fake.runs.values()
+    )
+    assert fake.status == {"run0": "FINISHED", "run1": "FINISHED", "parent": "SCHEDULED"}
