@@ -57,15 +57,17 @@ def column_disparity(
     recall, fpr = _rates(codes, labels, flagged, len(names))
     recall_ratio, fpr_ratio = ratio(recall), ratio(fpr)
     report: dict = {
-        "groups": {
-            str(name): {
+        # A list, not a dict keyed by value: group values need not be valid MLflow metric names.
+        "groups": [
+            {
+                "group": str(name),
                 "rows": int((codes == i).sum()),
                 "positives": int(labels[codes == i].sum()),
                 "recall": None if np.isnan(recall[i]) else float(recall[i]),
                 "fpr": None if np.isnan(fpr[i]) else float(fpr[i]),
             }
             for i, name in enumerate(names)
-        },
+        ],
         "recall_ratio": recall_ratio,
         "fpr_ratio": fpr_ratio,
         "disparity": 1 - min(recall_ratio, fpr_ratio),
