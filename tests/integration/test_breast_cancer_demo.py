@@ -19,7 +19,15 @@ def test_breast_cancer_demo_prints_intervals_cv_and_a_paired_gate_decision(tmp_p
         tmp_path / "repo",
         params={
             "quantize": {"variants": ["dynamic_range"]},
-            "evaluate": {"shap_rows": 10, "shap_background": 10, "shap_permutations": 1},
+            "evaluate": {
+                "baselines": False,
+                "importance_repeats": 0,
+                "noise_levels": [],
+                "cv_folds": 3,
+                "shap_rows": 10,
+                "shap_background": 10,
+                "shap_permutations": 1,
+            },
         },
     )
     repo.python("-m", "pipelines.breast_cancer", check=True)
