@@ -3,7 +3,9 @@
 The strategy comes from ``train.strategy`` (pipelines.distribution), the model is built inside
 ``strategy.scope()`` and the global batch is ``train.batch_size x num_replicas_in_sync``
 (pipelines.batches feeds it). Early stopping watches validation PR-AUC and restores the best
-weights; ReduceLROnPlateau watches the same metric.
+weights; ReduceLROnPlateau watches the same metric. The learning rate, widths, dropout and
+batch size come from the tune stage's ``TunedConfig`` (params.yaml's values unless tuning chose
+others).
 
 Training is resumable: ``BackupAndRestore`` checkpoints every epoch under
 ``data/models/train_backup`` (not a DVC output), so a killed run started again resumes after

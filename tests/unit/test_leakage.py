@@ -203,3 +203,21 @@ def test_rebalance_always_hands_training_the_class_weights_contract(project, str
     assert (weights is not None) == weighted
     if weighted:
         assert set(weights) == {0, 1} and weights[1] > weights[0]
+
+
+def test_small_data_cross_validation_never_sees_a_test_row(project, monkeypatch, frame, schema):
+    """evaluate's CV estimate folds train + validation only."""
+    from pipelines import analyses, crossval
+
+    pools = []
+    monkeypatch.setattr(crossval, "cross_validate", lambda pool, *args: pools.append(pool) or {})
+    monkeypatch.setattr(analyses.intervals, "cv_estimate", lambda cv: "")
+    params = load_params()
+    evaluate = params.evaluate.model_copy(update={"cv": "on", "shap_rows": 0})
+    splits = {"train": frame.iloc[:200], "val": frame.iloc[200:300], "test": frame.iloc[300:]}
+    report = {"threshold": 0.5}
+    analyses.analyses(
+        report, {}, splits, None, schema, params.model_copy(update={"evaluate": evaluate})
+    )
+    (pool,) = pools
+    assert set(pool["row_id"]) == set(frame["row_id"].iloc[:300])

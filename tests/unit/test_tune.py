@@ -8,6 +8,7 @@ import pytest
 
 from pipelines.config import RebalanceParams, TuneParams
 from pipelines.contracts import TunedConfig
+from pipelines.summary import tune_lines
 from pipelines.tune import tune
 
 REBALANCE = RebalanceParams(
@@ -70,6 +71,9 @@ def test_search_within_budget_keeps_or_beats_the_untuned_configuration(
         assert result.config.source == "search"
         assert result.config.rebalance_strategy in {"none", "class_weight", "smote"}
     json.dumps(report)  # the report is written as JSON
+    (line,) = tune_lines(report)
+    assert line.startswith("  tuning             2 trials: ")
+    assert ("kept the untuned" in line) == report["kept_untuned"]
 
 
 class FakeClient:
