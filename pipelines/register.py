@@ -217,7 +217,8 @@ def _run_gate(client: MlflowClient, params: Params, number: str, inputs: Inputs)
         if champion is not None:
             new, old = (p["probability"].to_numpy(dtype="float64") for p in (challenged, held))
             paired = champion_gate.compare(labels, new, old, cfg, params.seed)
-        fairness = champion_gate.disparity_checks(Disparity.load().columns, cfg.max_disparity)
+        disparity = Disparity.load().columns if cfg.max_disparity is not None else {}
+        fairness = champion_gate.disparity_checks(disparity, cfg.max_disparity)
         decision = champion_gate.gate_decision(challenger, champion, cfg, paired, fairness)
     return Gate(challenger, champion, champion_version, champion_error, decision)
 
