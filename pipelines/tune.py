@@ -57,6 +57,26 @@ def sample(trial, cfg: TuneParams) -> dict:
     }
 
 
+def with_untuned(cfg: TuneParams, untuned: TunedConfig) -> TuneParams:
+    """The search space stretched to hold the untuned configuration, which is trial 0."""
+
+    def stretched(bounds: tuple[float, float], value: float) -> tuple[float, float]:
+        return min(bounds[0], value), max(bounds[1], value)
+
+    def joined(choices: list, value) -> list:
+        return choices if value in choices else [*choices, value]
+
+    return cfg.model_copy(
+        update={
+            "learning_rate": stretched(cfg.learning_rate, untuned.learning_rate),
+            "dropout": stretched(cfg.dropout, untuned.dropout),
+            "hidden_units": joined(cfg.hidden_units, untuned.hidden_units),
+            "batch_size": joined(cfg.batch_size, untuned.batch_size),
+            "rebalance_strategies": joined(cfg.rebalance_strategies, untuned.rebalance_strategy),
+        }
+    )
+
+
 def as_trial_params(config: TunedConfig) -> dict:
     """``config`` in the sampler's encoding, to enqueue it as a trial."""
     values = config.model_dump(include=set(TunedConfig.TRAIN_FIELDS) | {"rebalance_strategy"})
@@ -128,6 +148,7 @@ def tune(
         ),
     )
     study.enqueue_trial(as_trial_params(untuned))
+    cfg = with_untuned(cfg, untuned)
 
     def objective(trial) -> float:
         config = TunedConfig(source="search", **sample(trial, cfg))
