@@ -3,7 +3,9 @@
 The strategy comes from ``train.strategy`` (pipelines.distribution), the model is built inside
 ``strategy.scope()`` and the global batch is ``train.batch_size x num_replicas_in_sync``
 (pipelines.batches feeds it). Early stopping watches validation PR-AUC and restores the best
-weights; ReduceLROnPlateau watches the same metric.
+weights; ReduceLROnPlateau watches the same metric. The learning rate, widths, dropout and
+batch size come from the tune stage's ``TunedConfig`` (params.yaml's values unless tuning chose
+others).
 
 Training is resumable: ``BackupAndRestore`` checkpoints every epoch under
 ``data/models/train_backup`` (not a DVC output), so a killed run started again resumes after
@@ -31,7 +33,7 @@ import pandas as pd
 from pipelines import paths
 from pipelines.batches import evaluation_dataset, fits_in_cache, steps_per_epoch, training_stream
 from pipelines.config import TrainParams, load_params
-from pipelines.contracts import ClassWeights
+from pipelines.contracts import ClassWeights, TunedConfig
 from pipelines.distribution import (
     replica_device_types,
     safe_steps_per_execution,
@@ -307,7 +309,7 @@ def main() -> None:
         read_parquet(paths.AUGMENTED_TRAIN),
         read_parquet(paths.SPLIT_VAL),
         schema,
-        params.train,
+        TunedConfig.load().train_params(params.train),
         params.seed,
         class_weight=ClassWeights.load().for_keras(),
         backup_dir=paths.TRAIN_BACKUP,

@@ -15,6 +15,7 @@ ORDER = [
     "ingest",
     "validate",
     "split",
+    "tune",
     "rebalance",
     "augment",
     "train",
