@@ -10,6 +10,17 @@ from pipelines.io import read_json
 from pipelines.stage import run_stage
 
 
+def schema_line(validate: dict) -> list[str]:
+    """A loud line when validate inferred the schema: nothing checked this data against a
+    reviewed one."""
+    if not validate.get("schema_inferred"):
+        return []
+    return [
+        f"  schema             INFERRED for new dataset {validate.get('dataset')!r}: "
+        f"review and commit {validate['schema']}"
+    ]
+
+
 def render(ingest: dict, validate: dict, evaluate: dict, quantize: dict, register: dict) -> str:
     """The summary from the stages' reports; each metric shows its bootstrap interval."""
     ui = "make ui"
@@ -26,6 +37,7 @@ def render(ingest: dict, validate: dict, evaluate: dict, quantize: dict, registe
             "Pipeline summary",
             f"  rows ingested      {ingest['rows']}",
             f"  rows quarantined   {validate['rows_quarantined']}  {validate['quarantined']}",
+            *schema_line(validate),
             f"  test PR-AUC        {with_interval(evaluate, 'pr_auc')}{reliability_note(evaluate)}",
             f"  test ROC-AUC       {with_interval(evaluate, 'roc_auc')}",
             *baselines,

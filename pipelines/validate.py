@@ -28,9 +28,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines import drift, gates, ledger, paths
+from pipelines import datasets, drift, gates, ledger, paths
 from pipelines.cleaning import Cleaned, clean_rows, reason_counts, text_codes
 from pipelines.config import DataParams, Params, ValidateParams, load_params
+from pipelines.datasets import reference_path, schema_path
 from pipelines.errors import PipelineError
 from pipelines.expectations import column_problems, run_expectations
 from pipelines.io import (
@@ -42,15 +43,7 @@ from pipelines.io import (
 )
 from pipelines.pii import pii_salt, pseudonymize
 from pipelines.reports import headline, write_results
-from pipelines.schema import (
-    Schema,
-    infer_schema,
-    load_schema,
-    publish_enforced_schema,
-    reference_path,
-    save_schema,
-    schema_path,
-)
+from pipelines.schema import Schema, infer_schema, load_schema, publish_enforced_schema, save_schema
 from pipelines.stage import run_stage
 
 log = logging.getLogger(__name__)
@@ -116,6 +109,7 @@ def _checked_drift(
 def load_or_infer_schema(
     raw: pd.DataFrame, data: DataParams, cfg: ValidateParams
 ) -> tuple[Schema, bool]:
+    datasets.adopt_legacy_files(data)
     path = schema_path(data)
     if path.exists():
         schema = load_schema(path)
@@ -127,7 +121,11 @@ def load_or_infer_schema(
     schema = infer_schema(raw, data, cfg.max_categories, cfg.range_margin, cfg.min_rows)
     save_schema(schema, path)
     log.warning(
-        "no schema for this dataset: inferred %s from the data; review it and commit it", path
+        "dataset %r has no schema yet: INFERRED %s from %s, which passes by construction; "
+        "review it and commit it (later sources of this dataset are validated against it)",
+        data.name,
+        path,
+        data.source,
     )
     return schema, True
 
@@ -176,6 +174,8 @@ def _report(
     cfg = params.validate_
     return {
         "passed": True,
+        "dataset": params.data.name,
+        "source": params.data.source,
         "schema": str(schema_path(params.data)),
         "schema_inferred": inferred,
         "partitions_total": reuse.partitions,
@@ -207,7 +207,9 @@ def main() -> None:
     if reference is None:
         log.info("no drift reference yet (%s): this snapshot becomes the first", reference_file)
     salt = pii_salt(schema, cfg.pii_policy)
-    fingerprint = ledger.validation_fingerprint(schema, cfg, salt)
+    fingerprint = ledger.validation_fingerprint(
+        schema, cfg, salt, datasets.dataset_key(params.data)
+    )
     accepted = ledger.accepted_partitions(fingerprint)
     reuse = ledger.plan_reuse(manifest, accepted)
     log.info(
