@@ -8,6 +8,9 @@ working directory of every stage (DVC and Airflow both run stages from there).
 from pathlib import Path
 
 PARAMS = Path("params.yaml")
+# This checkout's pseudonym key when $PIPELINE_PII_KEY is unset (pipelines.personal_data);
+# secret: gitignored, never a DVC output.
+PII_KEY = Path(".pii.key")
 DATA = Path("data")
 
 LANDING = DATA / "landing"

@@ -41,6 +41,7 @@ from pipelines.io import (
     write_json_atomic,
     write_parquet_atomic,
 )
+from pipelines.personal_data import personal_columns
 from pipelines.pii import pii_salt, pseudonymize
 from pipelines.reports import headline, write_results
 from pipelines.schema import Schema, infer_schema, load_schema, publish_enforced_schema, save_schema
@@ -117,8 +118,10 @@ def load_or_infer_schema(
             raise PipelineError(
                 f"{path}: schema is for target {schema.target!r}, params say {data.target!r}"
             )
+        _warn_unflagged_personal_columns(raw, schema, path)
         return schema, False
-    schema = infer_schema(raw, data, cfg.max_categories, cfg.range_margin, cfg.min_rows)
+    personal = frozenset(personal_columns(raw, exclude=[data.target]))
+    schema = infer_schema(raw, data, cfg.max_categories, cfg.range_margin, cfg.min_rows, personal)
     save_schema(schema, path)
     log.warning(
         "dataset %r has no schema yet: INFERRED %s from %s, which passes by construction; "
@@ -128,6 +131,13 @@ def load_or_infer_schema(
         data.source,
     )
     return schema, True
+
+
+def _warn_unflagged_personal_columns(raw: pd.DataFrame, schema: Schema, path: Path) -> None:
+    found = personal_columns(raw, schema.pii, exclude=[schema.target])
+    for name, why in found.items():
+        if name in schema.columns and not schema.columns[name].pii:
+            log.warning("%s: column %r looks personal (%s) but is not pii: true", path, name, why)
 
 
 def _validate_new_rows(
@@ -245,13 +255,15 @@ def main() -> None:
 def reinfer_schema() -> None:
     """``python -m pipelines.validate --reinfer-schema``: propose a new schema from the snapshot.
 
-    Curated ``pii: true`` flags are kept; everything else is inferred afresh, so review the
+    Curated ``pii: true`` flags are kept and personal columns found by value are flagged;
+    everything else is inferred afresh, so review the
     diff before committing it.
     """
     params = load_params()
     raw = read_parquet(paths.RAW_SNAPSHOT)
     path = schema_path(params.data)
     curated = frozenset(load_schema(path).pii) if path.exists() else frozenset()
+    curated |= frozenset(personal_columns(raw, exclude=[params.data.target]))
     cfg = params.validate_
     schema = infer_schema(
         raw, params.data, cfg.max_categories, cfg.range_margin, cfg.min_rows, pii=curated
