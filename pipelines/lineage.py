@@ -77,17 +77,24 @@ def dvc_output_hashes(lock: Path = DVC_LOCK) -> dict[str, str]:
     return hashes
 
 
-def lineage_tags(params: Params) -> dict[str, str]:
-    """The run's lineage: commit and dirty flag, params hash, data MD5s, DVC hashes, Airflow."""
+def execution_lineage(params: Params) -> dict[str, str]:
+    """What makes two attempts one execution: the code commit, the params' hash and the data
+    files' MD5s. A retry continues a run only when these are unchanged (pipelines.tracking)."""
     params_json = json.dumps(params.model_dump(mode="json", by_alias=True), sort_keys=True)
     tags = {
         "git_commit": git_commit(),
-        "git_dirty": str(bool(_git("status", "--porcelain", "--untracked-files=no"))).lower(),
         "params_sha256": hashlib.sha256(params_json.encode()).hexdigest(),
     }
     for name, path in HASHED_DATA.items():
         if path.exists():
             tags[f"data.{name}.md5"] = file_md5(path)
+    return tags
+
+
+def lineage_tags(params: Params) -> dict[str, str]:
+    """The run's lineage: commit and dirty flag, params hash, data MD5s, DVC hashes, Airflow."""
+    tags = execution_lineage(params)
+    tags["git_dirty"] = str(bool(_git("status", "--porcelain", "--untracked-files=no"))).lower()
     tags |= dvc_output_hashes()
     for key in ("AIRFLOW_CTX_DAG_ID", "AIRFLOW_CTX_DAG_RUN_ID"):
         if os.environ.get(key):
