@@ -132,6 +132,10 @@ def log_run_contents(params: Params) -> None:
     mlflow.log_artifacts(str(paths.PLOT_IMAGES), "plots")
     mlflow.log_artifacts(str(paths.DATA_DOCS), "data_docs")
     mlflow.log_artifact(str(paths.ENFORCED_SCHEMA), "schema")
+    # The data version of this run: `python -m pipelines.registry checkout` restores it.
+    for anchor in (DVC_LOCK, paths.PARAMS):
+        if anchor.exists():
+            mlflow.log_artifact(str(anchor), "lineage")
     mlflow.log_artifact(str(paths.TFLITE_MODEL), "tflite")
     mlflow.log_artifact(str(paths.QUANTIZE_TABLE), "tflite")
     mlflow.log_artifact(str(paths.KERAS_MODEL), "float_model")
