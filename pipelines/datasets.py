@@ -81,12 +81,13 @@ def check_outputs_current(data: DataParams, test: pd.DataFrame) -> None:
     names, or the model was trained on columns the test split does not have: a stage forced on
     its own (``dvc repro -f -s register``) after params.yaml moved to another dataset."""
     stale = "the pipeline's outputs are stale; run `dvc repro` (not -s) to rebuild them"
-    if paths.VALIDATE_REPORT.exists():
-        validated = read_json(paths.VALIDATE_REPORT).get("dataset")
-        if validated is not None and validated != data.name:
+    report = read_json(paths.VALIDATE_REPORT) if paths.VALIDATE_REPORT.exists() else {}
+    for key, expected in (("dataset", data.name), ("source", data.source)):
+        made_for = report.get(key)
+        if made_for is not None and made_for != expected:
             raise PipelineError(
-                f"{paths.VALIDATE_REPORT}: the data outputs belong to dataset {validated!r}, "
-                f"params.yaml names {data.name!r}: {stale}"
+                f"{paths.VALIDATE_REPORT}: the data outputs were made for {key} {made_for!r}, "
+                f"params.yaml names {expected!r}: {stale}"
             )
     if data.target not in test.columns:
         raise PipelineError(

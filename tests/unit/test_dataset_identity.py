@@ -115,9 +115,21 @@ def test_register_on_another_dataset_s_outputs_says_they_are_stale(project):
     params = yaml.safe_load(Path("params.yaml").read_text())
     params["data"] |= {"name": "churn"}
     Path("params.yaml").write_text(yaml.safe_dump(params))
-    with pytest.raises(PipelineError, match="belong to dataset 'tabular-classifier'.*stale"):
+    with pytest.raises(PipelineError, match="made for dataset 'tabular-classifier'.*stale"):
         check_outputs_current(load_params().data, test)
-    params["data"] |= {"name": None, "target": "churned"}
+    params["data"] |= {"name": None, "source": "exports/other.csv"}
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(PipelineError, match="made for source 'exports/default.csv'.*stale"):
+        check_outputs_current(load_params().data, test)
+    params["data"] |= {"source": "exports/default.csv", "target": "churned"}
     Path("params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(PipelineError, match="no column 'churned'.*stale"):
         check_outputs_current(load_params().data, test)
+    params["data"] |= {"target": "label"}
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    paths.FEATURE_TRANSFORM.parent.mkdir(parents=True)
+    paths.FEATURE_TRANSFORM.write_text('{"numeric": ["amount", "tenure"], "categorical": {}}')
+    with pytest.raises(PipelineError, match=r"trained on columns the test split lacks \(tenure\)"):
+        check_outputs_current(load_params().data, test)
+    paths.FEATURE_TRANSFORM.write_text('{"numeric": ["amount", "age"], "categorical": {}}')
+    check_outputs_current(load_params().data, test)  # current: no error
