@@ -112,13 +112,17 @@ def pseudonym_key() -> bytes:
         return os.environ[PII_KEY_ENV].encode()
     path = paths.PII_KEY
     if not path.exists():
+        # Written whole under a private name, then linked into place: a concurrent stage sees
+        # no key or the whole key, never an empty file, and the first link wins.
+        draft = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as stream:
+            stream.write(secrets.token_hex(32))
         try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.link(draft, path)
         except FileExistsError:
             pass  # made by a concurrent stage: read theirs
         else:
-            with os.fdopen(descriptor, "w") as stream:
-                stream.write(secrets.token_hex(32))
             log.warning(
                 "%s unset: made a random pseudonym key in %s (keep it, never commit it; set "
                 "%s wherever several machines share data)",
@@ -126,6 +130,8 @@ def pseudonym_key() -> bytes:
                 path,
                 PII_KEY_ENV,
             )
+        finally:
+            draft.unlink()
     return path.read_text().strip().encode()
 
 
