@@ -63,8 +63,12 @@ def checkout(mlflow_client, name: str, version: str, into: Path) -> Path:
             shutil.copy2(lineage / file, into / file)
     if run.data.tags.get("git_dirty") == "true":
         log.warning("%s v%s was trained with uncommitted changes to %s", name, version, commit)
-    _restore_outputs(into)
-    restore_source(into)
+    try:
+        _restore_outputs(into)
+        restore_source(into)
+    except BaseException:
+        _run(["git", "worktree", "remove", "--force", str(into)], Path.cwd(), check=False)
+        raise
     log.info(
         "%s v%s restored into %s (commit %s): run `dvc repro` there", name, version, into, commit
     )
