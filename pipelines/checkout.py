@@ -132,11 +132,14 @@ def _restore_outputs(into: Path) -> None:
         fields = line.split()
         if len(fields) >= 2 and fields[0] == default:
             _run([dvc, "remote", "modify", "--local", default, "url", fields[1]], into)
+    # Only the stages the lock holds: register's own entry is written after register logged
+    # the lock, so a first version's lock has none, and DVC would call its outputs missing.
+    stages = list((yaml.safe_load((into / "dvc.lock").read_text()) or {}).get("stages", {}))
     try:
-        _run([dvc, "checkout"], into)
+        _run([dvc, "checkout", *stages], into)
     except PipelineError:
         log.info("the cache lacks some outputs: pulling them from the remote")
-        _run([dvc, "pull"], into)
+        _run([dvc, "pull", *stages], into)
 
 
 def _run(command: list[str], cwd: Path, check: bool = True) -> str:
