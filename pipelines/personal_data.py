@@ -23,7 +23,6 @@ row, pseudonymised email or not. Pseudonymisation is not anonymisation (GDPR rec
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import os
@@ -144,7 +143,7 @@ def pseudonymise(frame: pd.DataFrame, columns: Iterable[str], key: bytes) -> pd.
         text = str(value)
         if PSEUDONYM.match(text):
             return text
-        return "pii:" + hmac.new(key, text.encode(), hashlib.sha256).hexdigest()[:32]
+        return "pii:" + hmac.digest(key, text.encode(), "sha256").hex()[:32]
 
     for name in columns:
         codes, distinct = pd.factorize(frame[name], use_na_sentinel=True)
