@@ -35,6 +35,7 @@ from pipelines import champion_gate, gates, paths, promotion, tracking
 from pipelines.champion_gate import GATE_METRICS, Decision, GateMetrics
 from pipelines.config import Params, RegisterParams, load_params
 from pipelines.contracts import DecisionThreshold, Disparity, ServedVariant
+from pipelines.datasets import check_outputs_current
 from pipelines.errors import PipelineError, brief
 from pipelines.io import read_parquet
 from pipelines.lineage import file_md5, git_commit, log_run_contents, model_fingerprint
@@ -123,9 +124,11 @@ def register(params: Params) -> dict:
 
 def read_inputs(params: Params) -> Inputs:
     """The earlier stages' outputs register needs, read once."""
+    test = read_parquet(paths.SPLIT_TEST)
+    check_outputs_current(params.data, test)
     return Inputs(
         schema=load_enforced_schema(),
-        test=read_parquet(paths.SPLIT_TEST),
+        test=test,
         threshold=DecisionThreshold.load(),
         served=ServedVariant.load(),
     )

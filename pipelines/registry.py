@@ -5,17 +5,20 @@ Commands (the model name defaults to ``register.model_name`` in params.yaml)::
     python -m pipelines.registry history    # every alias change, oldest first
     python -m pipelines.registry versions   # PR-AUC per version, champion marked
     python -m pipelines.registry rollback   # champion back to the previous champion
+    python -m pipelines.registry checkout 3 [--into DIR]   # v3's code, params and data
 
 Only parsing and printing live here; the gate, the audited alias moves, the history and the
-rollback are in ``pipelines.promotion``.
+rollback are in ``pipelines.promotion``, the checkout in ``pipelines.checkout``.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from pipelines import tracking
+from pipelines.checkout import checkout
 from pipelines.config import load_params
 from pipelines.errors import PipelineError
 from pipelines.lineage import git_commit
@@ -40,9 +43,13 @@ def format_history(events: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipelines.registry", description=DESCRIPTION)
-    parser.add_argument("command", choices=["history", "versions", "rollback"])
+    parser.add_argument("command", choices=["history", "versions", "rollback", "checkout"])
+    parser.add_argument("version", nargs="?", help="checkout: the version to restore")
+    parser.add_argument("--into", type=Path, help="checkout: default checkouts/<model>-v<N>")
     parser.add_argument("--model-name", help="default: register.model_name in params.yaml")
     args = parser.parse_args(argv)
+    if (args.command == "checkout") != (args.version is not None):
+        parser.error("a version is given with checkout, and only with it")
     params = load_params()
     name = args.model_name or params.register_.model_name
     client = tracking.client()
@@ -58,6 +65,10 @@ def main(argv: list[str] | None = None) -> None:
         raise tracking.mlflow_error(exc, f"reading registered model {name!r}") from exc
     if args.command == "history":
         sys.stdout.write(format_history(history(client, name)))
+    elif args.command == "checkout":
+        into = args.into or Path("checkouts") / f"{name}-v{args.version}"
+        checkout(client, name, args.version, into)
+        sys.stdout.write(f"{name} v{args.version} restored into {into}: cd there and dvc repro\n")
     elif args.command == "versions":
         sys.stdout.write(versions_table(client, name).to_string(index=False) + "\n")
     else:

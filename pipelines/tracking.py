@@ -6,8 +6,12 @@ Which run is "this execution's" run, in order:
    (``AIRFLOW_CTX_*``, set for every task): the run tagged ``pipeline.lineage_id`` with that
    value, found by a search, so tasks on different workers share it without a shared disk;
 2. otherwise (a plain ``dvc repro``), the run named in ``mlflow/lineage.json``, as long as it
-   has not finished; register finishes it and clears the file, so the next execution starts
-   a new run, while a retry after a failure continues the same one.
+   has not finished and its lineage (code commit, params hash, data MD5s:
+   ``pipelines.lineage.execution_lineage``) is unchanged; register finishes it and clears the
+   file, so the next execution starts a new run, while a retry after a failure continues the
+   same one. A run whose lineage has changed since (other data, params or code) is closed
+   FAILED with a ``pipeline.superseded`` tag naming what changed, and a new run opens: its
+   logged params could not be changed anyway.
 
 Stages do not import MLflow while they succeed (its import alone costs seconds): each leaves
 its report and DVC metrics file, and register logs all of them into the run. A stage that
@@ -28,6 +32,7 @@ from pathlib import Path
 from pipelines import paths
 from pipelines.errors import PipelineError, brief, redact, redact_handlers
 from pipelines.io import write_json_atomic
+from pipelines.lineage import execution_lineage
 
 log = logging.getLogger(__name__)
 
@@ -157,22 +162,46 @@ def open_lineage_run(mlflow_client, experiment: str, run_name: str) -> str:
     """The id of this execution's run, created if there is none yet; see the module doc."""
     reap_dead_runs(mlflow_client, experiment)
     key = lineage_id()
-    run_id = (
-        _find_by_lineage(mlflow_client, experiment, key) if key else _pointed_run(mlflow_client)
-    )
+    current = _current_lineage()
+    if key:
+        run_id = _find_by_lineage(mlflow_client, experiment, key)
+    else:
+        run_id = _pointed_run(mlflow_client)
+        if run_id is not None and (changed := lineage_changes(mlflow_client, run_id, current)):
+            supersede(mlflow_client, run_id, changed)
+            run_id = None
     if run_id is None:
         key = key or f"local:{uuid.uuid4().hex}"
-        run = mlflow_client.create_run(experiment, run_name=run_name, tags={LINEAGE_TAG: key})
-        run_id = run.info.run_id
+        tags = {LINEAGE_TAG: key} | current
+        run_id = mlflow_client.create_run(experiment, run_name=run_name, tags=tags).info.run_id
         log.info("MLflow run %s opened for lineage %s", run_id, key)
     else:
         log.info("continuing MLflow run %s of this pipeline execution", run_id)
         mlflow_client.update_run(run_id, status="RUNNING")
+        for name, value in current.items():
+            mlflow_client.set_tag(run_id, name, value)
     if lineage_id() is None:
         write_json_atomic({"tracking_uri": display_uri(), "run_id": run_id}, LINEAGE_POINTER)
     mlflow_client.set_tag(run_id, HOST_TAG, socket.gethostname())
     mlflow_client.set_tag(run_id, PID_TAG, str(os.getpid()))
     return run_id
+
+
+def lineage_changes(mlflow_client, run_id: str, current: dict[str, str]) -> list[str]:
+    """The lineage keys whose value differs between the run and this attempt. A run made
+    before runs carried their lineage, with params logged already, counts as changed."""
+    data = mlflow_client.get_run(run_id).data
+    if current and data.params and "params_sha256" not in data.tags:
+        return ["params_sha256"]
+    return sorted(k for k, v in current.items() if k in data.tags and data.tags[k] != v)
+
+
+def supersede(mlflow_client, run_id: str, changed: list[str]) -> None:
+    """Close an unfinished run that a retry with another lineage cannot continue."""
+    reason = "lineage changed since this run's last attempt: " + ", ".join(changed)
+    log.warning("MLflow run %s: %s; closing it FAILED and opening a new run", run_id, reason)
+    mlflow_client.set_tag(run_id, "pipeline.superseded", reason)
+    mlflow_client.set_terminated(run_id, status="FAILED")
 
 
 def close_lineage_run(mlflow_client, run_id: str, status: str) -> None:
@@ -261,6 +290,17 @@ def _experiment_name() -> str:
         return load_params().register_.experiment_name
     except PipelineError:
         return DEFAULT_EXPERIMENT
+
+
+def _current_lineage() -> dict[str, str]:
+    """This attempt's execution lineage; empty when params.yaml cannot be read (the stage's
+    own error then says why, and there is nothing to compare)."""
+    from pipelines.config import load_params
+
+    try:
+        return execution_lineage(load_params())
+    except PipelineError:
+        return {}
 
 
 def _find_by_lineage(mlflow_client, experiment: str, key: str) -> str | None:

@@ -15,7 +15,8 @@ import yaml
 from pipelines import paths
 from pipelines.config import DataParams, SplitParams
 from pipelines.contracts import ClassWeights
-from pipelines.schema import infer_schema, save_schema, schema_path
+from pipelines.datasets import schema_path
+from pipelines.schema import infer_schema, save_schema
 from pipelines.split import split
 from tests.conftest import make_frame
 
