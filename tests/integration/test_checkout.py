@@ -15,7 +15,7 @@ import yaml
 
 from tests.integration.conftest import RepoCopy, ran_stages
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
 
 
 def lock_outs(root, *stages: str) -> dict[str, str]:
