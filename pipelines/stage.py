@@ -4,7 +4,12 @@ It configures logging once and turns any failure into one line on stderr and a n
 exit, which is what DVC and Airflow show to the user. A pipeline stage's failure is also
 recorded in this execution's MLflow run (``pipelines.tracking``). SIGTERM, which Airflow and
 ``timeout`` send, ends the stage like Ctrl-C, so its run is marked KILLED rather than left
-RUNNING.
+RUNNING. The signal is also remembered: code that catches too much (an ``except
+BaseException``, a handler run where Python can only print an exception) cannot turn a
+terminated stage into a success, because :func:`raise_if_terminated` runs before every
+commit point (an alias move) and the runner exits non-zero whatever ``main()`` returned.
+Inside :func:`deferred_termination` (a commit: alias moved and audited) a SIGTERM waits for
+the block's end, so a transaction is never cut in half by it.
 """
 
 from __future__ import annotations
@@ -13,11 +18,14 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from pipelines.errors import PipelineError, redact, redact_handlers
 
 log = logging.getLogger(__name__)
+
+_signals = {"terminated": False, "deferred": 0}
 
 
 def configure_logging() -> None:
@@ -53,6 +61,7 @@ def run_stage(name: str, main: Callable[[], None], *, record_failure: bool = Tru
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         main()
+        raise_if_terminated()
     except PipelineError as exc:
         _fail(name, str(exc), record_failure)
     except KeyboardInterrupt:
@@ -63,8 +72,28 @@ def run_stage(name: str, main: Callable[[], None], *, record_failure: bool = Tru
     sys.exit(0)
 
 
+def raise_if_terminated() -> None:
+    """Raise KeyboardInterrupt if a SIGTERM arrived, even one whose interrupt was swallowed."""
+    if _signals["terminated"]:
+        raise KeyboardInterrupt("terminated by SIGTERM")
+
+
+@contextmanager
+def deferred_termination() -> Iterator[None]:
+    """A block a SIGTERM does not cut: it is acted on when the block ends."""
+    raise_if_terminated()
+    _signals["deferred"] += 1
+    try:
+        yield
+    finally:
+        _signals["deferred"] -= 1
+    raise_if_terminated()
+
+
 def _interrupt(signum: int, frame) -> None:
-    raise KeyboardInterrupt
+    _signals["terminated"] = True
+    if not _signals["deferred"]:
+        raise KeyboardInterrupt
 
 
 def _fail(name: str, reason: str, record: bool, interrupted: bool = False) -> None:
