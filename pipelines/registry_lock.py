@@ -69,6 +69,18 @@ def held(client: MlflowClient, model: str, wait_s: float, stale_s: float) -> Ite
 
 
 def _try_acquire(client: MlflowClient, name: str, token: str, stale_s: float) -> bool:
+    """Take the lock if it is free, or held by a stale holder (reaped, then taken)."""
+    if _create(client, name, token):
+        return True
+    holder = _holder(client, name)
+    if holder is None or not _stale(holder, stale_s):
+        return False
+    log.warning("registry lock %s: reaping the stale lock of %s", name, _describe(holder))
+    _delete_if(client, name, holder.get("lock.token"))
+    return _create(client, name, token)
+
+
+def _create(client: MlflowClient, name: str, token: str) -> bool:
     from mlflow.exceptions import MlflowException
 
     tags = {
@@ -81,15 +93,11 @@ def _try_acquire(client: MlflowClient, name: str, token: str, stale_s: float) ->
         client.create_registered_model(
             name, tags=tags, description="Registration lock of the retraining pipeline."
         )
-        return True
     except MlflowException as exc:
-        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-            raise tracking.mlflow_error(exc, f"taking the registry lock {name!r}") from exc
-    holder = _holder(client, name)
-    if holder is not None and _stale(holder, stale_s):
-        log.warning("registry lock %s: reaping the stale lock of %s", name, _describe(holder))
-        _delete_if(client, name, holder.get("lock.token"))
-    return False
+        if exc.error_code == "RESOURCE_ALREADY_EXISTS":
+            return False
+        raise tracking.mlflow_error(exc, f"taking the registry lock {name!r}") from exc
+    return True
 
 
 def _stale(holder: dict[str, str], stale_s: float) -> bool:
