@@ -121,20 +121,26 @@ def register(params: Params) -> dict:
         output.unlink(missing_ok=True)
     client = tracking.client()
     experiment = tracking.experiment_id(client, cfg.experiment_name)
-    with held(client, cfg.model_name, cfg.lock_wait_s, cfg.lock_stale_s):
-        reconcile.settle(client, cfg.model_name, experiment)
-        run_id = tracking.open_lineage_run(client, experiment, f"retrain-{cfg.model_name}")
-        mlflow.start_run(run_id=run_id)
-        try:
-            result = _register_in_run(params, client, run_id, inputs)
-        except BaseException as exc:
-            tracking.end_active_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
-            raise
-        if result.get("champion_error"):
-            tracking.end_active_run("FAILED")
-        else:
-            mlflow.end_run()
-            tracking.close_lineage_run(client, run_id, "FINISHED")
+    from mlflow.exceptions import MlflowException
+
+    try:
+        with held(client, cfg.model_name, cfg.lock_wait_s, cfg.lock_stale_s):
+            reconcile.settle(client, cfg.model_name, experiment)
+            run_id = tracking.open_lineage_run(client, experiment, f"retrain-{cfg.model_name}")
+            mlflow.start_run(run_id=run_id)
+            try:
+                result = _register_in_run(params, client, run_id, inputs)
+            except BaseException as exc:
+                interrupted = isinstance(exc, KeyboardInterrupt)
+                tracking.end_active_run("KILLED" if interrupted else "FAILED")
+                raise
+            if result.get("champion_error"):
+                tracking.end_active_run("FAILED")
+            else:
+                mlflow.end_run()
+                tracking.close_lineage_run(client, run_id, "FINISHED")
+    except MlflowException as exc:
+        raise tracking.mlflow_error(exc, f"registering {cfg.model_name!r}") from exc
     return result
 
 
