@@ -240,8 +240,9 @@ class RegisterParams(Section):
     bootstrap_samples: int = Field(ge=100, description="Paired resamples of the test split")
     non_inferiority_margin: float = Field(ge=0, le=1, description="PR-AUC the challenger may lose")
     require_improvement: bool = Field(description="The interval must also lie above 0")
-    lock_wait_s: float = Field(ge=0, description="Wait this long for the registry lock")
-    lock_stale_s: float = Field(gt=0, description="A registry lock older than this is reaped")
+    # Defaults (params.yaml's values) so that code building a gate policy need not name them.
+    lock_wait_s: float = Field(1800, ge=0, description="Wait this long for the registry lock")
+    lock_stale_s: float = Field(7200, gt=0, description="A registry lock older than this is reaped")
 
 
 class Params(Section):
