@@ -7,11 +7,14 @@ One chain on one registry; each step kills a process at a named point and runs i
    it; the retry gates that version (no duplicate) and promotes it;
 3. after the alias moved (original): the retry completes the move, recorded once (never
    ``v3 -> v3``), and finds the version gated;
-4. after the intent, before the alias (noisy, another seed): the move is abandoned and the
-   retry gates the version again, to @challenger;
-5. after the audit (noisy, a third seed): nothing to settle but the dead run;
-6. a SIGTERM whose interrupt is swallowed (a fourth noisy seed): exit 1, nothing moves;
-7. rollback killed after its alias move: ``history`` settles it, once.
+4. after the audit (noisy, another seed): nothing to settle but the dead run, and the
+   retry finds the version gated, to @challenger;
+5. a SIGTERM whose interrupt is swallowed (a third noisy seed): exit 1, nothing moves;
+6. rollback killed after its alias move: ``history`` settles it, once;
+7. ``dvc repro -f -s register`` with nothing changed: no version, no move.
+
+A kill after the intent and before the alias (the move is abandoned, then redone by the
+retry) is tested in process, with the other points, by ``tests/unit/test_promotion_transaction``.
 
 After each step: no RUNNING run anywhere, no two versions of one lineage, every alias change
 in history exactly once, and the champion what history says.
@@ -106,17 +109,10 @@ def test_killed_after_the_alias_moved(chain):
     chain.assert_consistent()
 
 
-def test_killed_after_the_intent_before_the_alias(chain):
-    retried = chain.killed_then_retried("after_intent", "noisy", seed=1)
-    assert "abandoning the interrupted move @challenger v- -> v4" in retried.stderr
-    assert chain.moves()[-1] == ("challenge", "challenger", None, "4")
-    chain.assert_consistent()
-
-
 def test_killed_after_the_audit(chain):
     chain.killed_then_retried("after_audit", "noisy", seed=2)
-    assert chain.moves()[-1] == ("challenge", "challenger", "4", "5")
-    assert len(chain.moves()) == 5
+    assert chain.moves()[-1] == ("challenge", "challenger", None, "4")
+    assert len(chain.moves()) == 4
     chain.assert_consistent()
 
 
@@ -125,10 +121,10 @@ def test_a_swallowed_sigterm_exits_non_zero_and_moves_nothing(chain):
     terminated = chain.register("after_version:term-swallowed")
     assert terminated.returncode == 1, terminated.output[-3000:]
     assert "interrupted" in terminated.last_error_line()
-    assert len(chain.moves()) == 5
+    assert len(chain.moves()) == 4
     retried = chain.register()
     assert retried.returncode == 0, retried.output[-3000:]
-    assert chain.moves()[-1] == ("challenge", "challenger", "5", "6")
+    assert chain.moves()[-1] == ("challenge", "challenger", "4", "5")
     chain.assert_consistent()
 
 
