@@ -14,7 +14,7 @@ One chain on one registry; each step kills a process at a named point and runs i
 7. ``dvc repro -f -s register`` with nothing changed: no version, no move.
 
 A kill after the intent and before the alias (the move is abandoned, then redone by the
-retry) is tested in process, with the other points, by ``tests/unit/test_promotion_transaction``.
+retry) is tested in process, with the other points, by ``tests/faults/test_promotion_transaction``.
 
 After each step: no RUNNING run anywhere, no two versions of one lineage, every alias change
 in history exactly once, and the champion what history says.
