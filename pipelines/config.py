@@ -294,6 +294,10 @@ class RegisterParams(Section):
         None, ge=0, le=1, description="1 - recall/FPR ratio across sensitive groups; null: off"
     )
 
+    # Defaults (params.yaml's values) so that code building a gate policy need not name them.
+    lock_wait_s: float = Field(1800, ge=0, description="Wait this long for the registry lock")
+    lock_stale_s: float = Field(7200, gt=0, description="A registry lock older than this is reaped")
+
 
 class ScoreParams(Section):
     chunk_rows: PositiveInt = Field(description="rows read, admitted and scored at a time")

@@ -103,6 +103,29 @@ def lineage_tags(params: Params) -> dict[str, str]:
     return tags
 
 
+def lineage_key(params: Params, fingerprint: str) -> str:
+    """What makes a model version the same one: the commit (and the uncommitted diff, if
+    any), the params, the data's content hashes and DVC's output hashes (which cover every
+    stage's code deps) and the model's fingerprint. Not who scheduled it, and not register's
+    own outputs, which differ on every run, nor the registry lock's timings."""
+    tags = lineage_tags(params)
+    identity = {
+        key: value
+        for key, value in tags.items()
+        if key not in ("dag_id", "dag_run_id") and not key.startswith("dvc.register.")
+    }
+    values = params.model_dump(mode="json", by_alias=True)
+    for knob in ("lock_wait_s", "lock_stale_s"):
+        values["register"].pop(knob, None)
+    identity["params_sha256"] = hashlib.sha256(
+        json.dumps(values, sort_keys=True).encode()
+    ).hexdigest()
+    identity["model_fingerprint"] = fingerprint
+    if tags["git_dirty"] == "true":
+        identity["git_diff"] = hashlib.sha256(_git("diff", "HEAD").encode()).hexdigest()
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+
+
 def log_run_contents(params: Params) -> None:
     """Log into the active MLflow run every stage's reports, metrics files and plots, the params
     and the lineage tags; evaluate's top-level test numbers (and intervals) are also logged as

@@ -16,8 +16,9 @@ Which run is "this execution's" run, in order:
 Stages do not import MLflow while they succeed (its import alone costs seconds): each leaves
 its report and DVC metrics file, and register logs all of them into the run. A stage that
 fails records its error, and its reports, into the same run and marks it FAILED (KILLED when
-it was interrupted). A process killed outright cannot do that, so opening the run also marks
-RUNNING runs of this host whose process is gone as KILLED.
+it was interrupted). A process killed outright cannot do that, so the next register or
+registry command reaps RUNNING runs of this host whose process is gone: FAILED, tagged
+``pipeline.reaped``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 LINEAGE_TAG = "pipeline.lineage_id"
 HOST_TAG = "pipeline.host"
 PID_TAG = "pipeline.pid"
+REAPED_TAG = "pipeline.reaped"
 LINEAGE_POINTER = paths.MLFLOW_DIR / "lineage.json"
 DEFAULT_EXPERIMENT = "retraining"
 MLFLOW_DEFAULTS = {
@@ -235,8 +237,16 @@ def end_active_run(status: str) -> None:
         log.warning("could not mark the MLflow run %s: %s", status, brief(exc))
 
 
+def open_command_run(mlflow_client, experiment: str, run_name: str) -> str:
+    """A run of a registry command (not of a pipeline execution), tagged with this host and
+    process so that the next command reaps it if this one is killed."""
+    tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+    return mlflow_client.create_run(experiment, run_name=run_name, tags=tags).info.run_id
+
+
 def reap_dead_runs(mlflow_client, experiment: str) -> None:
-    """Mark KILLED the RUNNING runs whose stage process on this host no longer exists."""
+    """Mark FAILED, tagged ``pipeline.reaped``, the RUNNING runs whose process on this host
+    no longer exists."""
     host = socket.gethostname()
     runs = mlflow_client.search_runs(
         [experiment],
@@ -245,12 +255,16 @@ def reap_dead_runs(mlflow_client, experiment: str) -> None:
     )
     for run in runs:
         pid = int(run.data.tags.get(PID_TAG, "0") or 0)
-        if pid and pid != os.getpid() and not _alive(pid):
+        if pid and pid != os.getpid() and not process_alive(pid):
             log.warning(
-                "MLflow run %s: its process %d is gone; marking it KILLED", run.info.run_id, pid
+                "MLflow run %s: its process %d is gone; reaping it as FAILED", run.info.run_id, pid
             )
-            mlflow_client.set_tag(run.info.run_id, "pipeline.killed", f"process {pid} disappeared")
-            mlflow_client.set_terminated(run.info.run_id, status="KILLED")
+            mlflow_client.set_tag(
+                run.info.run_id,
+                REAPED_TAG,
+                f"process {pid} on {host} disappeared; reaped by process {os.getpid()}",
+            )
+            mlflow_client.set_terminated(run.info.run_id, status="FAILED")
 
 
 def record_failure(stage: str, reason: str, interrupted: bool) -> None:
@@ -335,7 +349,7 @@ def _pointed_run(mlflow_client) -> str | None:
     return None if run.info.status == "FINISHED" else run_id
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
