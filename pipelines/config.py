@@ -129,6 +129,7 @@ class AugmentParams(Section):
 # How categorical features enter the model (pipelines.features); one definition for the
 # params model, the saved feature transform and the bench.
 CategoricalEncoding = Literal["one_hot", "embedding"]
+ServedFlavour = Literal["tflite", "keras"]
 
 
 class TrainParams(Section):
@@ -240,6 +241,9 @@ class RegisterParams(Section):
     bootstrap_samples: int = Field(ge=100, description="Paired resamples of the test split")
     non_inferiority_margin: float = Field(ge=0, le=1, description="PR-AUC the challenger may lose")
     require_improvement: bool = Field(description="The interval must also lie above 0")
+    served_flavour: ServedFlavour = Field(
+        default="tflite", description="What the registered pyfunc runs: TFLite (LiteRT) or Keras"
+    )
 
 
 class Params(Section):
