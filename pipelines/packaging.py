@@ -149,7 +149,9 @@ def log_pyfunc(
             signature=serving_signature(schema),
             input_example=example,
         )
-        tags = inspect_logged(info.model_uri, example.head(1), folder / "stored")
+        sources = {f"artifacts/{path.name}": path for path in model_files.values()}
+        sources[SERVING_MODULE.name] = SERVING_MODULE
+        tags = inspect_logged(info.model_uri, example.head(1), folder / "stored", sources)
         tags |= {
             "served_flavour": flavour,
             "served_variant": variant,
@@ -165,13 +167,31 @@ def log_pyfunc(
     return Packaged(info.model_uri, tags)
 
 
-def inspect_logged(model_uri: str, row: pd.DataFrame, scratch: Path) -> dict[str, str]:
+def inspect_logged(
+    model_uri: str, row: pd.DataFrame, scratch: Path, sources: dict[str, Path]
+) -> dict[str, str]:
     """Download the stored model: its manifest (also recorded in the run), total size and the
-    batch-1 latency of the downloaded copy on one raw row."""
+    batch-1 latency of the downloaded copy on one raw row.
+
+    The code and artifacts read back must be the very files logged (``sources``: stored
+    name -> local file), so the manifest never vouches for a file swapped in the store
+    between upload and download."""
     import mlflow
 
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(scratch)))
+    local = Path(
+        mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(scratch))
+    )
     hashes = artifacts.manifest(local)
+    swapped = sorted(
+        name
+        for name, source in sources.items()
+        if hashes.get(name) != artifacts.file_sha256(source)
+    )
+    if swapped:
+        raise PipelineError(
+            f"{model_uri}: stored {', '.join(swapped)} differ from the files just logged; "
+            "the artifact store changed them"
+        )
     mlflow.log_dict(hashes, "model_manifest.json")
     mlflow.set_tag(artifacts.MANIFEST_DIGEST_TAG, artifacts.manifest_digest(hashes))
     model = mlflow.pyfunc.load_model(str(local))

@@ -99,10 +99,14 @@ def test_serving_module_ships_without_the_pipelines_package():
 
 
 def test_an_hdf5_file_named_dot_keras_is_refused(tmp_path):
+    from pipelines.tf_runtime import load_keras_model
+
     fake = tmp_path / "model.keras"
     fake.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))
     with pytest.raises(serving.ServingError, match="model.keras: not a native .keras zip"):
         serving.load_keras(fake)
+    with pytest.raises(PipelineError, match="model.keras: not a native .keras zip"):
+        load_keras_model(fake)
 
 
 def test_verify_names_each_modified_missing_and_unexpected_file(tmp_path):
