@@ -178,9 +178,7 @@ def inspect_logged(
     between upload and download."""
     import mlflow
 
-    local = Path(
-        mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(scratch))
-    )
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(scratch)))
     hashes = artifacts.manifest(local)
     swapped = sorted(
         name
