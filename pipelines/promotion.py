@@ -139,7 +139,8 @@ def registered_by_pipeline(client: MlflowClient, name: str, version: str) -> boo
 
 
 def check_serves(client: MlflowClient, name: str, version: str) -> None:
-    """Load the version as pyfunc and predict its own input example, or raise."""
+    """Load the version as pyfunc, its files verified against the manifest recorded at
+    registration (``pipelines.artifacts``), and predict its own input example, or raise."""
     from mlflow.models import Model
 
     import mlflow
