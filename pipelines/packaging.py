@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +46,7 @@ FLAVOUR_PACKAGES = {"tflite": ("ai-edge-litert",), "keras": ("tensorflow", "tf-k
 # Batch-1 latency tag: the median of this many single-row predictions, after a warm-up.
 LATENCY_CALLS = 50
 LATENCY_WARMUP = 3
+UV_AUTO_DETECT = "MLFLOW_UV_AUTO_DETECT"
 
 
 @dataclass(frozen=True)
@@ -141,14 +145,15 @@ def log_pyfunc(
         model_files["serving_config"].write_text(
             json.dumps({"threshold": threshold, "flavour": flavour, "variant": variant})
         )
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(SERVING_MODULE),
-            artifacts={key: str(path) for key, path in model_files.items()},
-            pip_requirements=serving_requirements(flavour),
-            signature=serving_signature(schema),
-            input_example=example,
-        )
+        with _no_uv_project_files():
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(SERVING_MODULE),
+                artifacts={key: str(path) for key, path in model_files.items()},
+                pip_requirements=serving_requirements(flavour),
+                signature=serving_signature(schema),
+                input_example=example,
+            )
         sources = {f"artifacts/{path.name}": path for path in model_files.values()}
         sources[SERVING_MODULE.name] = SERVING_MODULE
         tags = inspect_logged(info.model_uri, example.head(1), folder / "stored", sources)
@@ -165,6 +170,22 @@ def log_pyfunc(
         tags["served_latency_batch1_ms"],
     )
     return Packaged(info.model_uri, tags)
+
+
+@contextmanager
+def _no_uv_project_files() -> Iterator[None]:
+    """MLflow copies uv.lock and pyproject.toml of the working directory into a model logged
+    from a uv project: the whole project's lock (TensorFlow, Airflow, ...) would then be what
+    `mlflow models serve --env-manager uv` installs, instead of the few pinned requirements."""
+    before = os.environ.get(UV_AUTO_DETECT)
+    os.environ[UV_AUTO_DETECT] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(UV_AUTO_DETECT)
+        else:
+            os.environ[UV_AUTO_DETECT] = before
 
 
 def inspect_logged(

@@ -59,8 +59,7 @@ def transform_rows(spec: dict, frame: pd.DataFrame) -> np.ndarray:
         values = np.where(np.isnan(values), means, values)
         blocks.append((values - means) / np.asarray(spec["stds"], dtype="float64"))
     for name, vocabulary in categorical.items():
-        index = {value: code for code, value in enumerate(vocabulary)}
-        codes = _category_text(frame[name]).map(index).fillna(len(vocabulary)).to_numpy("int64")
+        codes = _category_codes(frame[name], vocabulary)
         if spec.get("encoding", "one_hot") == "embedding":
             blocks.append(codes[:, None].astype("float64"))
         else:
@@ -71,6 +70,8 @@ def transform_rows(spec: dict, frame: pd.DataFrame) -> np.ndarray:
 
 
 def _numeric(series: pd.Series, name: str) -> np.ndarray:
+    if isinstance(series.dtype, np.dtype) and series.dtype.kind in "fiu":
+        return series.to_numpy("float64")  # already numbers: nothing to coerce or reject
     values = pd.to_numeric(series, errors="coerce")
     bad = values.isna() & series.notna()
     if bad.any():
@@ -79,12 +80,15 @@ def _numeric(series: pd.Series, name: str) -> np.ndarray:
     return values.to_numpy("float64")
 
 
-def _category_text(series: pd.Series) -> pd.Series:
-    """Values as the vocabulary lists them: booleans as "true"/"false", nulls stay null."""
+def _category_codes(series: pd.Series, vocabulary: list[str]) -> np.ndarray:
+    """Each value's position in ``vocabulary``, by its text (booleans as "true"/"false");
+    nulls and anything else get ``len(vocabulary)``, the unknown slot. Looked up once per
+    distinct value, without building Series: the per-call cost of a single-row request."""
+    index = {value: code for code, value in enumerate(vocabulary)}
     codes, distinct = pd.factorize(series, use_na_sentinel=True)
-    text = [str(bool(v)).lower() if isinstance(v, bool | np.bool_) else str(v) for v in distinct]
-    mapped = np.array([*text, None], dtype=object)
-    return pd.Series(mapped[codes], index=series.index, dtype="object")
+    texts = (str(bool(v)).lower() if isinstance(v, bool | np.bool_) else str(v) for v in distinct)
+    lookup = np.array([*(index.get(text, len(vocabulary)) for text in texts), len(vocabulary)])
+    return lookup[codes].astype("int64")
 
 
 def load_keras(path: str | Path):

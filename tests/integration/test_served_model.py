@@ -48,6 +48,9 @@ def store(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        # A uv project, as the repository is: its lock must not ship with the model.
+        (root / "uv.lock").write_text("version = 1\n")
+        (root / "pyproject.toml").write_text("[project]\nname = 'x'\n")
         frame = make_frame(n=600, positive_rate=0.2, seed=3)
         schema = infer_schema(
             frame, DataParams(source="x.csv", target="label", positive_label=1), 10, 0.5, 10
@@ -114,6 +117,7 @@ def test_versions_are_tagged_with_the_served_artifact(store):
         assert {"MLmodel", "serving.py", "artifacts/transform.json"} <= set(recorded)
         assert "artifacts/model.keras" in recorded  # logged beside the served model
         assert not any(name.startswith("code/") for name in recorded)
+        assert not {"uv.lock", "pyproject.toml"} & set(recorded)
     assert "artifacts/model.tflite" in json.loads(tflite[artifacts.MANIFEST_TAG])
     assert "artifacts/model.tflite" not in json.loads(keras[artifacts.MANIFEST_TAG])
 

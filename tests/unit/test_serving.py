@@ -58,6 +58,16 @@ def test_serving_transform_equals_feature_transform_on_tricky_rows(encoding, tmp
     served = serving.transform_rows(spec, TRICKY)
     assert served.dtype == expected.dtype == np.float32
     np.testing.assert_array_equal(served, expected)
+    # Plain numpy dtypes take serving's fast path; pandas' nullable and string ones too.
+    typed = TRICKY.assign(
+        age=np.arange(10, dtype="int64") * 10,
+        score=np.linspace(-1, 2, 10).astype("float32"),
+        amount=[True, False] * 5,
+        color=pd.array(["red", None, "mauve", "blue", "green"] * 2, dtype="string"),
+        active=pd.array([True, None, False, True, True] * 2, dtype="boolean"),
+        store=pd.array([1, None, 7, 8, 2] * 2, dtype="Int64"),
+    )
+    np.testing.assert_array_equal(serving.transform_rows(spec, typed), transform.transform(typed))
     # Row by row too: a value's encoding must not depend on the rest of its batch.
     for index in range(len(TRICKY)):
         row = TRICKY.iloc[[index]]
