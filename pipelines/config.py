@@ -216,7 +216,7 @@ class QuantizeParams(Section):
     max_pr_auc_drop: float = Field(ge=0, le=1)
     max_recall_drop: float = Field(ge=0, le=1)
     parity_tolerance: float = Field(
-        gt=0, le=1, description="largest |TFLite - float| probability on test allowed"
+        gt=0, le=1, description="largest |TFLite - float| probability on validation allowed"
     )
     max_latency_ratio: float = Field(
         gt=0, description="largest batch-1 latency against the float32 TFLite model"
