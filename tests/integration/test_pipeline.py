@@ -90,9 +90,10 @@ def test_champion_serves_raw_rows(pipeline_repo, monkeypatch):
 def test_served_probabilities_agree_with_the_float_model_within_the_gate(
     pipeline_repo, monkeypatch
 ):
-    """On the test split, the champion's pyfunc (TFLite, through LiteRT) is within what
-    quantize's gate allows a variant (quantize.parity_tolerance), and is exactly the variant
-    quantize measured (its test max |diff| to 1e-6)."""
+    """The champion's pyfunc (TFLite, through LiteRT) against the float Keras model: on
+    validation, within what quantize's gate allows a variant there (quantize.parity_tolerance);
+    on test, exactly the difference quantize reported for that variant (to 1e-6), since it is
+    the same bytes, interpreter and transform. The float32 conversion: within 1e-5 on both."""
     import pandas as pd
 
     from pipelines.artifacts import load_verified_model
@@ -102,22 +103,27 @@ def test_served_probabilities_agree_with_the_float_model_within_the_gate(
     repo, _ = pipeline_repo
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{repo.root / 'mlflow' / 'mlflow.db'}")
     model = load_verified_model(f"models:/{repo.params()['register']['model_name']}@champion")
-    test = pd.read_parquet(repo.root / "data/splits/test.parquet")
-    served = model.predict(test.drop(columns=["is_fraud"]))["probability"].to_numpy()
     floats = repo.root / "data/models/float"
-    keras = predict_proba(
+    keras, transform = (
         load_keras_model(floats / "model.keras"),
-        FeatureTransform.load(floats / "transform.json").transform(test),
+        FeatureTransform.load(floats / "transform.json"),
     )
-    difference = float(abs(served - keras).max())
+    difference = {}
+    for split in ("val", "test"):
+        rows = pd.read_parquet(repo.root / f"data/splits/{split}.parquet")
+        served = model.predict(rows.drop(columns=["is_fraud"]))["probability"].to_numpy()
+        difference[split] = float(
+            abs(served - predict_proba(keras, transform.transform(rows))).max()
+        )
     quantize = json.loads((repo.root / "data/reports/quantize.json").read_text())
     variant = quantize["serving_artifact"]
     if variant == "float":
-        assert difference <= FLOAT32_TOLERANCE
+        assert max(difference.values()) <= FLOAT32_TOLERANCE
     else:
-        assert difference <= repo.params()["quantize"]["parity_tolerance"]
-        measured = quantize["variants"][variant]["test"]["max_abs_diff"]
-        assert difference == pytest.approx(measured, abs=1e-6)
+        assert difference["val"] <= repo.params()["quantize"]["parity_tolerance"]
+        measured = quantize["variants"][variant]
+        assert difference["val"] == pytest.approx(measured["max_abs_diff"], abs=1e-6)
+        assert difference["test"] == pytest.approx(measured["test"]["max_abs_diff"], abs=1e-6)
 
 
 def test_second_repro_is_a_fast_no_op(pipeline_repo):
