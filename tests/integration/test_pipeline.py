@@ -33,6 +33,7 @@ def test_full_repro_registers_a_champion(pipeline_repo):
         assert variant["eligible"] == (
             variant["pr_auc_drop"] <= 0.01
             and variant["recall_drop"] <= 0.02
+            and variant["max_abs_diff"] <= repo.params()["quantize"]["parity_tolerance"]
             and variant["latency_ratio"] <= repo.params()["quantize"]["max_latency_ratio"]
         )
     assert quantize["serving_artifact"] in {"float", *quantize["variants"]}
