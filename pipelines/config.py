@@ -168,6 +168,7 @@ class AugmentParams(Section):
 # How categorical features enter the model (pipelines.features); one definition for the
 # params model, the saved feature transform and the bench.
 CategoricalEncoding = Literal["one_hot", "embedding"]
+ServedFlavour = Literal["tflite", "keras"]
 
 
 class TrainParams(Section):
@@ -265,7 +266,7 @@ class QuantizeParams(Section):
     max_pr_auc_drop: float = Field(ge=0, le=1)
     max_recall_drop: float = Field(ge=0, le=1)
     parity_tolerance: float = Field(
-        gt=0, le=1, description="largest |TFLite - float| probability on test allowed"
+        gt=0, le=1, description="largest |TFLite - float| probability on validation allowed"
     )
     max_latency_ratio: float = Field(
         gt=0, description="largest batch-1 latency against the float32 TFLite model"
@@ -297,6 +298,9 @@ class RegisterParams(Section):
     # Defaults (params.yaml's values) so that code building a gate policy need not name them.
     lock_wait_s: float = Field(1800, ge=0, description="Wait this long for the registry lock")
     lock_stale_s: float = Field(7200, gt=0, description="A registry lock older than this is reaped")
+    served_flavour: ServedFlavour = Field(
+        default="tflite", description="What the registered pyfunc runs: TFLite (LiteRT) or Keras"
+    )
 
 
 class ScoreParams(Section):

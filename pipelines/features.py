@@ -13,7 +13,8 @@ for anything else, either
 Either way the output is ONE float32 matrix, numeric columns first, so evaluate, quantize,
 serving and the TFLite converters feed the model the same way. It is fitted once, in train,
 saved as JSON beside the model (with its encoding; a file without one is ``one_hot``), and
-applied unchanged by evaluate, quantize and the served pyfunc.
+applied unchanged by evaluate and quantize. The served pyfunc ships ``pipelines/serving.py``,
+which applies the same JSON without importing this package; a unit test holds the two equal.
 """
 
 from __future__ import annotations

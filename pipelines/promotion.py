@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from pipelines import audit, faults, plots
+from pipelines.artifacts import verified_copy
 from pipelines.champion_gate import GATE_METRICS
 from pipelines.errors import PipelineError, brief
 from pipelines.stage import deferred_termination, raise_if_terminated
@@ -185,7 +186,8 @@ def registered_by_pipeline(client: MlflowClient, name: str, version: str) -> boo
 
 
 def check_serves(client: MlflowClient, name: str, version: str) -> None:
-    """Load the version as pyfunc and predict its own input example, or raise."""
+    """Load the version as pyfunc, its files verified against the manifest recorded at
+    registration (``pipelines.artifacts``), and predict its own input example, or raise."""
     from mlflow.models import Model
 
     import mlflow
@@ -195,10 +197,10 @@ def check_serves(client: MlflowClient, name: str, version: str) -> None:
             f"registered model {name!r} v{version} was not registered by this pipeline; "
             "it is not loaded"
         )
-    uri = f"models:/{name}/{version}"
     try:
-        model = mlflow.pyfunc.load_model(uri)
-        example = Model.load(uri).load_input_example()
+        with verified_copy(f"models:/{name}/{version}", client) as local:
+            model = mlflow.pyfunc.load_model(str(local))
+            example = Model.load(str(local)).load_input_example(str(local))
         model.predict(example)
     except Exception as exc:
         raise PipelineError(

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from pipelines import champion_gate, faults, gates, paths, promotion, reconcile, tracking
+from pipelines.artifacts import load_verified_model
 from pipelines.champion_gate import GATE_METRICS, Decision, GateMetrics
 from pipelines.config import Params, RegisterParams, load_params
 from pipelines.contracts import DecisionThreshold, Disparity, ServedVariant
@@ -104,11 +105,10 @@ class Gate:
 
 
 def predict(model_uri: str, test: pd.DataFrame, schema: Schema) -> pd.DataFrame:
-    """Load a registered model as pyfunc and predict test's raw rows: each row's
-    ``probability`` and ``label`` at the model's own threshold."""
-    import mlflow
-
-    return mlflow.pyfunc.load_model(model_uri).predict(test[schema.feature_columns])
+    """Load a registered model as pyfunc (its files verified against their recorded hashes)
+    and predict test's raw rows: each row's ``probability`` and ``label`` at the model's own
+    threshold."""
+    return load_verified_model(model_uri).predict(test[schema.feature_columns])
 
 
 def register(params: Params) -> dict:
@@ -337,9 +337,11 @@ def _register_version(
 
     threshold = inputs.threshold.threshold
     log.info("logging the pyfunc model")
-    info = log_pyfunc(threshold, inputs.test, inputs.schema)
+    packaged = log_pyfunc(
+        threshold, inputs.test, inputs.schema, inputs.served, params.register_.served_flavour
+    )
     return mlflow.register_model(
-        info.model_uri,
+        packaged.model_uri,
         params.register_.model_name,
         tags={
             "run_id": run_id,
@@ -351,6 +353,7 @@ def _register_version(
             "tflite_file": inputs.served.tflite_file_variant,
             "threshold": f"{threshold:.6f}",
             "git_commit": git_commit(),
+            **packaged.tags,
         },
     )
 

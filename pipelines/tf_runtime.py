@@ -11,6 +11,10 @@ import os
 from pathlib import Path
 from types import ModuleType
 
+from pipelines.errors import PipelineError
+
+KERAS_ZIP_MAGIC = b"PK\x03\x04"
+
 
 def tensorflow() -> tuple[ModuleType, ModuleType]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -21,7 +25,11 @@ def tensorflow() -> tuple[ModuleType, ModuleType]:
 
 
 def load_keras_model(path: Path):
-    """Load a saved model with safe_mode on: no arbitrary code (Lambda layers) is run."""
+    """Load a saved model with safe_mode on: no arbitrary code (Lambda layers) is run. Only
+    the native ``.keras`` zip is loaded: safe_mode does not cover HDF5, whatever its name."""
+    with Path(path).open("rb") as stream:
+        if stream.read(len(KERAS_ZIP_MAGIC)) != KERAS_ZIP_MAGIC:
+            raise PipelineError(f"{path}: not a native .keras zip; refusing to load it")
     _, tf_keras = tensorflow()
     return tf_keras.models.load_model(path, safe_mode=True, compile=False)
 

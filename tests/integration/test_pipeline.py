@@ -33,6 +33,7 @@ def test_full_repro_registers_a_champion(pipeline_repo):
         assert variant["eligible"] == (
             variant["pr_auc_drop"] <= 0.01
             and variant["recall_drop"] <= 0.02
+            and variant["max_abs_diff"] <= repo.params()["quantize"]["parity_tolerance"]
             and variant["latency_ratio"] <= repo.params()["quantize"]["max_latency_ratio"]
         )
     assert quantize["serving_artifact"] in {"float", *quantize["variants"]}
@@ -45,9 +46,18 @@ def test_full_repro_registers_a_champion(pipeline_repo):
     assert champion.tags["gate_decision"] == "champion"
     run_data = client.get_run(register["run_id"]).data
     assert run_data.metrics["test_pr_auc"] == pytest.approx(evaluate["pr_auc"])
-    # Parity: the registered pyfunc, loaded back from MLflow, scores what evaluate measured.
-    assert run_data.metrics["gate.challenger_pr_auc"] == pytest.approx(evaluate["pr_auc"], abs=1e-6)
-    assert run_data.metrics["gate.challenger_recall"] == pytest.approx(evaluate["recall"], abs=1e-6)
+    # The registered pyfunc, loaded back from MLflow, scores what quantize measured for the
+    # served TFLite variant (evaluate's numbers, up to float32 rounding, when none passed).
+    served = quantize["serving_artifact"]
+    measured = quantize["variants"][served]["test"] if served != "float" else evaluate
+    close = 1e-6 if served != "float" else 1e-4
+    assert run_data.metrics["gate.challenger_pr_auc"] == pytest.approx(
+        measured["pr_auc"], abs=close
+    )
+    assert run_data.metrics["gate.challenger_recall"] == pytest.approx(
+        measured["recall"], abs=close
+    )
+    assert champion.tags["served_variant"] == (served if served != "float" else "float32")
     assert run_data.tags["git_commit"] != "unknown"
     assert run_data.params["train.epochs"] == "4"
     before, after = (
@@ -56,22 +66,65 @@ def test_full_repro_registers_a_champion(pipeline_repo):
     assert after > before
     summary = repo.python("-m", "pipelines.summary", check=True).stdout
     assert "@champion" in summary and f"{evaluate['pr_auc']:.4f}" in summary
-    served = quantize["serving_artifact"]
     assert ("no TFLite variant passed" if served == "float" else f"{served} TFLite") in summary
 
 
-def test_champion_serves_raw_rows(pipeline_repo):
+# The float32 TFLite conversion (served when no variant passes quantize's gate) runs the
+# float model's own weights: only the order of floating-point sums differs from Keras.
+FLOAT32_TOLERANCE = 1e-5
+
+
+def test_champion_serves_raw_rows(pipeline_repo, monkeypatch):
     import pandas as pd
 
-    import mlflow
+    from pipelines.artifacts import load_verified_model
 
     repo, _ = pipeline_repo
-    mlflow.set_tracking_uri(f"sqlite:///{repo.root / 'mlflow' / 'mlflow.db'}")
-    model = mlflow.pyfunc.load_model(f"models:/{repo.params()['register']['model_name']}@champion")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{repo.root / 'mlflow' / 'mlflow.db'}")
+    model = load_verified_model(f"models:/{repo.params()['register']['model_name']}@champion")
     raw = pd.read_parquet(repo.root / "data/raw/snapshot.parquet").head(20)
     predictions = model.predict(raw.drop(columns=["is_fraud"]))
     assert list(predictions.columns) == ["probability", "label"]
     assert predictions["probability"].between(0, 1).all() and len(predictions) == 20
+
+
+def test_served_probabilities_agree_with_the_float_model_within_the_gate(
+    pipeline_repo, monkeypatch
+):
+    """The champion's pyfunc (TFLite, through LiteRT) against the float Keras model: on
+    validation, within what quantize's gate allows a variant there (quantize.parity_tolerance);
+    on test, exactly the difference quantize reported for that variant (to 1e-6), since it is
+    the same bytes, interpreter and transform. The float32 conversion: within 1e-5 on both."""
+    import pandas as pd
+
+    from pipelines.artifacts import load_verified_model
+    from pipelines.features import FeatureTransform
+    from pipelines.tf_runtime import load_keras_model, predict_proba
+
+    repo, _ = pipeline_repo
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{repo.root / 'mlflow' / 'mlflow.db'}")
+    model = load_verified_model(f"models:/{repo.params()['register']['model_name']}@champion")
+    floats = repo.root / "data/models/float"
+    keras, transform = (
+        load_keras_model(floats / "model.keras"),
+        FeatureTransform.load(floats / "transform.json"),
+    )
+    difference = {}
+    for split in ("val", "test"):
+        rows = pd.read_parquet(repo.root / f"data/splits/{split}.parquet")
+        served = model.predict(rows.drop(columns=["is_fraud"]))["probability"].to_numpy()
+        difference[split] = float(
+            abs(served - predict_proba(keras, transform.transform(rows))).max()
+        )
+    quantize = json.loads((repo.root / "data/reports/quantize.json").read_text())
+    variant = quantize["serving_artifact"]
+    if variant == "float":
+        assert max(difference.values()) <= FLOAT32_TOLERANCE
+    else:
+        assert difference["val"] <= repo.params()["quantize"]["parity_tolerance"]
+        measured = quantize["variants"][variant]
+        assert difference["val"] == pytest.approx(measured["max_abs_diff"], abs=1e-6)
+        assert difference["test"] == pytest.approx(measured["test"]["max_abs_diff"], abs=1e-6)
 
 
 def test_second_repro_is_a_fast_no_op(pipeline_repo):

@@ -47,6 +47,8 @@ CANARIES = {
     "MLFLOW_TRACKING_PASSWORD": "canary-mlflow-password-51d2",
 }
 KERAS = Path("data/models/float/model.keras")
+TFLITE = Path("data/models/model.tflite")
+SERVED = Path("data/models/served.json")
 
 
 class Scenario:
@@ -74,8 +76,10 @@ class Scenario:
         return run
 
     def use_model(self, change: str) -> None:
-        """The trained model, or a copy with a known defect, as data/models/float's model."""
+        """The trained model, or a copy with a known defect, as data/models/float's model, and
+        its dynamic-range TFLite conversion as the variant quantize served (what registers)."""
         from pipelines.tf_runtime import load_keras_model, tensorflow
+        from pipelines.tflite import convert
 
         _, keras = tensorflow()
         model = load_keras_model(self.original)
@@ -89,6 +93,9 @@ class Scenario:
             kernel, bias = dense[-1].get_weights()
             dense[-1].set_weights([-kernel, -bias])
         model.save(self.repo.root / KERAS)
+        (self.repo.root / TFLITE).write_bytes(convert(model, "dynamic_range"))
+        served = {"serving_artifact": "dynamic_range", "tflite_file_variant": "dynamic_range"}
+        (self.repo.root / SERVED).write_text(json.dumps(served))
 
     def client(self):
         from mlflow import MlflowClient
@@ -247,6 +254,9 @@ def test_each_pipeline_execution_is_one_mlflow_run_with_lineage(scenario):
     assert {"audit/model_versions.png", "audit/alias_history.json"} <= audit
     version = client.get_model_version(MODEL, "3").tags
     assert {"data_md5", "test_pr_auc", "quantization", "model_fingerprint"} <= set(version)
+    assert version["served_variant"] == "dynamic_range" and "artifact_manifest" in version
+    assert tags["artifact_manifest_sha256"] == version["artifact_manifest_sha256"]
+    assert "model_manifest.json" in artifacts
     assert version["gate.champion.pr_auc_gain"] == tags["gate.champion.pr_auc_gain"]
     assert tags["gate.champion.pr_auc_gain"].startswith("pass: PR-AUC")
 
