@@ -108,9 +108,11 @@ def registry_version(client: MlflowClient, model_uri: str) -> tuple[str, str]:
         raise PipelineError(f"registered model {name!r} has no @{alias} version") from exc
 
 
-@contextmanager
-def verified_copy(model_uri: str, client: MlflowClient | None = None) -> Iterator[Path]:
-    """A private local copy of a registered version whose files match its manifest."""
+def download_verified(
+    model_uri: str, destination: Path, client: MlflowClient | None = None
+) -> Path:
+    """Download a registered version into ``destination`` and check every file against the
+    manifest recorded on the version; returns the model's folder there."""
     import mlflow
     from pipelines import tracking
 
@@ -124,12 +126,18 @@ def verified_copy(model_uri: str, client: MlflowClient | None = None) -> Iterato
             "before artifact hashing); refusing to load it"
         )
     expected = json.loads(tags[MANIFEST_TAG])
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{name}/{version}", dst_path=str(destination)
+    )
+    verify(Path(local), expected, label)
+    return Path(local)
+
+
+@contextmanager
+def verified_copy(model_uri: str, client: MlflowClient | None = None) -> Iterator[Path]:
+    """A private local copy of a registered version whose files match its manifest."""
     with tempfile.TemporaryDirectory(prefix="verified-model-") as scratch:
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}/{version}", dst_path=scratch
-        )
-        verify(Path(local), expected, label)
-        yield Path(local)
+        yield download_verified(model_uri, Path(scratch), client)
 
 
 def load_verified_model(model_uri: str, client: MlflowClient | None = None) -> PyFuncModel:

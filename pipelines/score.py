@@ -35,6 +35,7 @@ import pandas as pd
 
 from pipelines import paths, tracking
 from pipelines.admission import admit
+from pipelines.artifacts import load_verified_model
 from pipelines.chunks import ParquetSink, parquet_rows, read_chunks
 from pipelines.cleaning import REASON
 from pipelines.config import load_params
@@ -71,10 +72,9 @@ class Tally:
 
 
 def _load_model(uri: str) -> Any:
-    """The served pyfunc at ``uri``; the one place scoring loads a model."""
-    import mlflow
-
-    return mlflow.pyfunc.load_model(uri)
+    """The served pyfunc at ``uri``, loaded only once every file matches the manifest recorded
+    at registration; the one place scoring loads a model."""
+    return load_verified_model(uri)
 
 
 def load_scoring_model(name: str, version: int | None) -> ScoringModel:
@@ -99,6 +99,8 @@ def load_scoring_model(name: str, version: int | None) -> ScoringModel:
     schema = _version_schema(held.run_id)
     try:
         model = _load_model(uri)
+    except PipelineError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any load failure is the version's, say so
         raise PipelineError(f"{uri}: cannot load ({type(exc).__name__}: {brief(exc)})") from exc
     return ScoringModel(name, int(held.version), schema, model)

@@ -349,7 +349,7 @@ def test_serving_runs_the_model_server_the_tests_run_on_the_champion(services):
     command = [resolve_defaults(str(word)) for word in serving["command"]]
     assert command[: len(MODEL_SERVE)] == list(MODEL_SERVE)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    model = command[command.index("-m") + 1]
+    model = command[command.index("--model-uri") + 1]
     assert model == f"models:/{params['register']['model_name']}@champion"
     port = command[command.index("--port") + 1]
     assert command[command.index("--host") + 1] == "0.0.0.0"

@@ -12,7 +12,7 @@ MLFLOW_SERVER = ("bash", "mlflow/server.sh")
 
 # The model server: the champion as a REST endpoint, in the environment it runs in (no new
 # virtualenv per model). Followed by -m models:/<name>@champion, --host and --port.
-MODEL_SERVE = ("mlflow", "models", "serve", "--env-manager", "local")
+MODEL_SERVE = ("python", "-m", "pipelines.serve")
 # Its readiness probe: 200 once the model has loaded.
 MODEL_SERVE_PING = "/ping"
 

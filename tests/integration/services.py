@@ -195,7 +195,8 @@ class MlflowServer:
 def model_server(
     cwd: Path, model_uri: str, env: dict[str, str], workdir: Path, timeout: float = 180
 ) -> Iterator[str]:
-    """``mlflow models serve`` (``MODEL_SERVE``) on a free port, run in ``cwd``, its log in
+    """``python -m pipelines.serve`` (``MODEL_SERVE``: a verified copy under ``mlflow models
+    serve``) on a free port, run in ``cwd``, its log in
     ``workdir``; yields its URL once it answers ``MODEL_SERVE_PING``, and stops it (its whole
     process group) on the way out."""
     import os
@@ -206,7 +207,7 @@ def model_server(
     log = (workdir / "model-server.log").open("w")
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / MODEL_SERVE[0]), *MODEL_SERVE[1:]]
-        + ["-m", model_uri, "--host", "127.0.0.1", "--port", str(port)],
+        + ["--model-uri", model_uri, "--host", "127.0.0.1", "--port", str(port)],
         cwd=cwd,
         env=env,
         stdout=log,
