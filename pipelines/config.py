@@ -242,6 +242,16 @@ class RegisterParams(Section):
     require_improvement: bool = Field(description="The interval must also lie above 0")
 
 
+class MonitorParams(Section):
+    psi_limit: float = Field(gt=0, description="A feature's PSI above this: drift")
+    prediction_psi_limit: float = Field(gt=0, description="Score distribution PSI above: drift")
+    min_rows: int = Field(ge=1, description="Fewer scored rows: drift is not judged")
+    max_pr_auc_drop: float = Field(ge=0, le=1, description="Realised PR-AUC loss: degraded")
+    max_recall_drop: float = Field(ge=0, le=1, description="Realised recall loss: degraded")
+    min_labelled_positives: int = Field(ge=1, description="Fewer: quality is not judged")
+    max_model_age_days: float = Field(gt=0, description="An older champion: stale")
+
+
 class Params(Section):
     seed: int
     data: DataParams
@@ -255,6 +265,7 @@ class Params(Section):
     evaluate: EvaluateParams
     quantize: QuantizeParams
     register_: RegisterParams = Field(alias="register")
+    monitor: MonitorParams
 
 
 def _describe(error: ValidationError, source: Path) -> str:

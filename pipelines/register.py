@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from pipelines import champion_gate, gates, paths, promotion, tracking
+from pipelines import champion_gate, champion_reference, gates, paths, promotion, tracking
 from pipelines.champion_gate import GATE_METRICS, Decision, GateMetrics
 from pipelines.config import Params, RegisterParams, load_params
 from pipelines.contracts import DecisionThreshold, ServedVariant
@@ -314,6 +314,7 @@ def _register_version(
     threshold = inputs.threshold.threshold
     log.info("logging the pyfunc model")
     info = log_pyfunc(threshold, inputs.test, inputs.schema)
+    champion_reference.log_reference(info.model_uri, inputs.schema, params.data)
     return mlflow.register_model(
         info.model_uri,
         params.register_.model_name,
