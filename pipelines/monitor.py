@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -149,9 +148,8 @@ def log_run(report: dict, reference: Reference) -> str:
         "model_version": reference.version,
         "mlflow.note.content": f"{report['decision']}: {report['reason'][:3000]}",
     }
-    for key in ("AIRFLOW_CTX_DAG_ID", "AIRFLOW_CTX_DAG_RUN_ID"):
-        if os.environ.get(key):
-            tags[key.removeprefix("AIRFLOW_CTX_").lower()] = os.environ[key]
+    if tracking.lineage_id():  # the Airflow run that monitored, as on the retraining runs
+        tags[tracking.LINEAGE_TAG] = tracking.lineage_id()
     try:
         with mlflow.start_run(
             experiment_id=experiment, run_name=f"monitor-v{reference.version}"

@@ -236,7 +236,7 @@ def registry(checkout, monkeypatch):
     root, client = checkout
     monkeypatch.chdir(root)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow' / 'mlflow.db'}")
-    for key in ("AIRFLOW_CTX_DAG_ID", "AIRFLOW_CTX_DAG_RUN_ID"):
+    for key in ("AIRFLOW_CTX_DAG_ID", "AIRFLOW_CTX_DAG_RUN_ID", "PIPELINE_RUN_ID"):
         monkeypatch.delenv(key, raising=False)
     return client
 
