@@ -91,8 +91,10 @@ def window_labels(
     if labels is not None:
         if reference.id_column not in window:
             raise PipelineError(f"{source}: column {reference.id_column!r} missing; cannot join")
-        values = window[[reference.id_column]].merge(labels, how="left", on=reference.id_column)
-        target = values[reference.target].set_axis(window.index)
+        # As text on both sides: a CSV of labels reads numeric-looking ids as numbers.
+        ids = window[reference.id_column].astype(str).rename("id")
+        known = labels.assign(id=labels[reference.id_column].astype(str)).set_index("id")
+        target = ids.map(known[reference.target])
     elif reference.target in window:
         target = window[reference.target]
     else:
