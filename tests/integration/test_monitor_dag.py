@@ -3,7 +3,7 @@
 From the tiny pipeline's outputs and registry (its champion carries the monitoring reference
 register logged), one more ordinary simulated day is scored and judged ``ok``: no retrain is
 triggered. Then a day far along the simulator's drift (amounts and the channel mix have
-moved) is judged ``drift`` (or ``degraded``), and the retrain DAG gets a queued run whose conf
+moved) is judged ``drift``, and the retrain DAG gets a queued run whose conf
 holds the decision and the reason. The triggered retrain is not executed here: the retrain
 DAG has its own test (test_airflow_dag.py), and the reason's way from that conf to the MLflow
 run's ``retrain.reason`` tag is unit-tested (tests/unit/test_monitor_loop.py).
@@ -34,6 +34,9 @@ def loop(pipeline_repo, tmp_path_factory):
     copy = copy_with_outputs(pipeline_repo[0], root / "repo")
     if not (REPO / "pipelines" / "score.py").exists():
         shutil.copy2(Path(__file__).with_name("stub_score.py"), copy.root / "pipelines/score.py")
+    # The tiny test split (about 25 positives) records noisy test metrics: quality is judged
+    # and reported, but this test is about drift and the trigger, so no drop degrades.
+    copy.set_params({"monitor": {"max_pr_auc_drop": 1.0, "max_recall_drop": 1.0}})
     env = airflow_env(copy, root / "airflow", RETRAIN_SCHEDULE="none", MONITOR_SCHEDULE="none")
     copy.run(AIRFLOW, "db", "migrate", env_extra=env, check=True)
     return copy, env, root / "airflow" / "airflow.db"
@@ -65,7 +68,7 @@ def test_an_ok_window_triggers_nothing_and_a_drifted_one_triggers_retrain(loop):
 
     drifted = monitor_once(copy, env)
 
-    assert drifted["decision"] in ("drift", "degraded"), drifted["reason"]
+    assert drifted["decision"] == "drift", drifted["reason"]
     assert drifted["rows"] < 2000  # only the new day: the first run's partitions are recorded
     assert "column 'amount' PSI" in drifted["reason"]
     ((run_id, conf),) = retrain_runs(database)
