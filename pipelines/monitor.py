@@ -37,6 +37,7 @@ from pipelines.stage import run_stage
 
 log = logging.getLogger(__name__)
 
+REJECTS_SUFFIX = ".rejects.parquet"
 HEADLINE = (
     "decision",
     "model_version",
@@ -167,8 +168,11 @@ def log_run(report: dict, reference: Reference) -> str:
 
 
 def _parquet_files(folder: Path):
+    """Scored files under ``folder``: not hidden (a write in progress) and not the rows the
+    scorer rejected, which it writes beside them as ``<name>.rejects.parquet``."""
     for file in folder.rglob("*.parquet"):
-        if not any(part.startswith((".", "_")) for part in file.relative_to(folder).parts):
+        hidden = any(part.startswith((".", "_")) for part in file.relative_to(folder).parts)
+        if not hidden and not file.name.endswith(REJECTS_SUFFIX):
             yield file
 
 

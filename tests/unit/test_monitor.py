@@ -194,6 +194,7 @@ def test_scored_windows_are_read_from_a_file_or_a_folder(tmp_path):
     (tmp_path / "w" / "day").mkdir(parents=True)
     window(n=10).to_parquet(tmp_path / "w" / "a.parquet")
     window(n=20).to_parquet(tmp_path / "w" / "day" / "b.parquet")
+    rows_of(3, 0).assign(reason="x").to_parquet(tmp_path / "w" / "day" / "b.rejects.parquet")
     assert len(monitor.read_window(tmp_path / "w")) == 30
     rows_of(5, 0).to_parquet(tmp_path / "raw.parquet")
     with pytest.raises(PipelineError, match="column 'probability' missing"):
