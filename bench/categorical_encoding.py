@@ -20,7 +20,7 @@ from bench.common import default_params, simulated
 from pipelines.augment import augment
 from pipelines.contracts import ClassWeights
 from pipelines.features import ENCODINGS
-from pipelines.rebalance import rebalance
+from pipelines.rebalancing import rebalance
 from pipelines.split import split
 from pipelines.tf_runtime import predict_proba
 from pipelines.train import train

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import RebalanceParams
-from pipelines.rebalance import rebalance
+from pipelines.rebalancing import rebalance
 from pipelines.schema import ColumnSchema, Schema
 
 N_NUMERIC = 21

@@ -18,7 +18,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from bench.common import breast_cancer, default_params, simulated
 from pipelines.augment import augment
 from pipelines.contracts import ClassWeights
-from pipelines.rebalance import rebalance
+from pipelines.rebalancing import rebalance
 from pipelines.split import split
 from pipelines.tf_runtime import predict_proba
 from pipelines.train import train

@@ -66,9 +66,10 @@ COPY --chown=retrain:retrain mlflow/ mlflow/
 COPY --chown=retrain:retrain docker/entrypoint.sh docker/healthcheck.sh docker/init.sh docker/
 
 # Mount points of the compose volumes exist here with the right owner, so that Docker seeds a
-# new named volume with this owner (and data/ with the reviewed schemas).
+# new named volume with this owner. None covers data/schemas: each image brings its own.
 RUN mkdir -p /opt/airflow/logs /opt/airflow/auth /opt/retrain/.dvc/cache \
-    && chown -R retrain:retrain /opt/airflow /opt/retrain/.dvc
+       /opt/retrain/data/landing /opt/retrain/data/reference \
+    && chown -R retrain:retrain /opt/airflow /opt/retrain/.dvc /opt/retrain/data
 
 # Numeric, so that the runtime (and runAsNonRoot in Kubernetes) can tell it is not root.
 USER 10001:10001
@@ -76,7 +77,7 @@ USER 10001:10001
 # The image has no git checkout (.dockerignore drops .git): DVC runs without an SCM.
 RUN dvc config --local core.no_scm true
 
-EXPOSE 8080 8793 8974
+EXPOSE 8000 8080 8793 8974
 # One image, several components: the script finds which Airflow component this container runs
 # (compose also names it explicitly); a one-off stage container is healthy while it runs.
 HEALTHCHECK --interval=30s --timeout=30s --start-period=60s --retries=5 \

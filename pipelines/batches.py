@@ -21,8 +21,13 @@ def steps_per_epoch(rows: int, global_batch: int) -> int:
     return -(-rows // global_batch)
 
 
-def training_stream(features: np.ndarray, labels: np.ndarray, global_batch: int, seed: int):
+def training_stream(
+    features: np.ndarray, labels: np.ndarray, global_batch: int, seed: int, first_epoch: int = 0
+):
     """Endless training batches; each run of ``steps_per_epoch`` of them is one epoch.
+
+    ``first_epoch`` (0-based) is where a resumed training starts: its epochs get the orders an
+    uninterrupted training gives them.
 
     Every epoch is one seeded permutation of all rows (each row once, a fresh order each
     epoch, the same orders for the same seed). The epoch's rows are gathered in that order
@@ -59,6 +64,7 @@ def training_stream(features: np.ndarray, labels: np.ndarray, global_batch: int,
 
     dataset = (
         tf.data.Dataset.random(seed=seed)  # one draw per epoch, the same draws for the same seed
+        .skip(first_epoch)
         .map(permutation)
         .flat_map(batches_of)
     )

@@ -112,17 +112,37 @@ def gate_decision(
     champion: GateMetrics | None,
     cfg: RegisterParams,
     paired: Comparison | None = None,
+    fairness: tuple[GateResult, ...] = (),
 ) -> Decision:
     """Whether the challenger replaces the champion, and why (every failed check is named).
 
-    With a champion, ``paired`` (:func:`compare` on the same rows) is required."""
+    With a champion, ``paired`` (:func:`compare` on the same rows) is required. ``fairness``
+    (:func:`disparity_checks`) applies either way."""
     if champion is None:
-        checks = first_model_checks(challenger, cfg)
+        checks = first_model_checks(challenger, cfg) + fairness
         return Decision(gates.passed(checks), "first model: " + gates.explain(checks), checks)
     if paired is None:
         raise ValueError("judging a challenger against a champion needs their paired comparison")
-    checks = champion_checks(challenger, champion, paired.pr_auc, cfg)
+    checks = champion_checks(challenger, champion, paired.pr_auc, cfg) + fairness
     return Decision(gates.passed(checks), gates.explain(checks), checks, paired)
+
+
+def disparity_checks(
+    disparity: dict[str, float], max_disparity: float | None
+) -> tuple[GateResult, ...]:
+    """One check per sensitive column (evaluate's ``Disparity``); none when the gate is off."""
+    if max_disparity is None:
+        return ()
+    return tuple(
+        gates.at_most(
+            f"disparity_{column}",
+            value,
+            max_disparity,
+            f"{column}: disparity {value:.4f} {_sign(value <= max_disparity, '<=', '>')} "
+            f"register.max_disparity {max_disparity}",
+        )
+        for column, value in disparity.items()
+    )
 
 
 def champion_unscorable(version: str, error: str) -> Decision:

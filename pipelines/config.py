@@ -92,18 +92,21 @@ class SplitParams(Section):
         return self
 
 
+RebalanceStrategy = Literal[
+    "none",
+    "class_weight",
+    "smote",
+    "smote_nc",
+    "borderline_smote",
+    "adasyn",
+    "random_under",
+    "smote_tomek",
+    "smote_enn",
+]
+
+
 class RebalanceParams(Section):
-    strategy: Literal[
-        "none",
-        "class_weight",
-        "smote",
-        "smote_nc",
-        "borderline_smote",
-        "adasyn",
-        "random_under",
-        "smote_tomek",
-        "smote_enn",
-    ]
+    strategy: RebalanceStrategy
     sampling_ratio: float = Field(
         gt=0, le=1, description="Minority/majority ratio after resampling"
     )
@@ -111,6 +114,32 @@ class RebalanceParams(Section):
     small_minority: Literal["reduce_k", "fail"] = Field(
         description="When positives <= k_neighbors: lower k with a warning, or stop"
     )
+
+
+class TuneParams(Section):
+    enabled: bool = Field(description="false: hand params.yaml's values on unchanged")
+    max_trials: int = Field(ge=1, description="trials, the untuned configuration included")
+    max_minutes: float = Field(gt=0, description="no new trial starts after this")
+    learning_rate: tuple[float, float] = Field(description="log-uniform range")
+    hidden_units: list[list[int]] = Field(min_length=1, description="layer widths to try")
+    dropout: tuple[float, float] = Field(description="uniform range, each in [0, 1)")
+    batch_size: list[int] = Field(min_length=1)
+    rebalance_strategies: list[RebalanceStrategy] = Field(min_length=1)
+    pruner_startup_trials: int = Field(ge=1, description="trials never pruned (the first is)")
+    pruner_warmup_epochs: int = Field(ge=0, description="epochs of a trial never pruned")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> TuneParams:
+        low, high = self.learning_rate
+        if not 0 < low <= high:
+            raise ValueError("learning_rate must be [low, high] with 0 < low <= high")
+        if not 0 <= self.dropout[0] <= self.dropout[1] < 1:
+            raise ValueError("dropout must be [low, high] with 0 <= low <= high < 1")
+        if any(not units or min(units) < 1 for units in self.hidden_units):
+            raise ValueError("hidden_units: every choice needs at least one layer of >= 1 unit")
+        if min(self.batch_size) < 1:
+            raise ValueError("batch_size: every choice must be >= 1")
+        return self
 
 
 class AugmentParams(Section):
@@ -202,6 +231,17 @@ class EvaluateParams(Section):
     min_positives: int = Field(
         30, ge=1, description="fewer positives in val or test: its metrics are flagged unreliable"
     )
+    cv: Literal["auto", "on", "off"] = Field(
+        "off", description="k-fold CV on train+val besides test; auto: below cv_below_rows"
+    )
+    cv_below_rows: int = Field(2000, ge=0, description="auto: CV when train+val hold fewer rows")
+    cv_folds: int = Field(5, ge=2, description="stratified folds (fewer if positives are fewer)")
+    shap_rows: int = Field(0, ge=0, description="test rows explained by SHAP; 0: off")
+    shap_background: int = Field(50, ge=1, description="training rows SHAP masks with")
+    shap_permutations: int = Field(2, ge=1, description="Permutation explainer passes per row")
+    sensitive_columns: list[str] = Field(
+        default_factory=list, description="per-group recall/FPR and their ratios on test"
+    )
 
     @model_validator(mode="after")
     def _costs_given(self) -> EvaluateParams:
@@ -240,6 +280,13 @@ class RegisterParams(Section):
     bootstrap_samples: int = Field(ge=100, description="Paired resamples of the test split")
     non_inferiority_margin: float = Field(ge=0, le=1, description="PR-AUC the challenger may lose")
     require_improvement: bool = Field(description="The interval must also lie above 0")
+    max_disparity: float | None = Field(
+        None, ge=0, le=1, description="1 - recall/FPR ratio across sensitive groups; null: off"
+    )
+
+
+class ScoreParams(Section):
+    chunk_rows: PositiveInt = Field(description="rows read, admitted and scored at a time")
 
 
 class MonitorParams(Section):
@@ -259,12 +306,14 @@ class Params(Section):
     ingest: IngestParams
     validate_: ValidateParams = Field(alias="validate")
     split: SplitParams
+    tune: TuneParams
     rebalance: RebalanceParams
     augment: AugmentParams
     train: TrainParams
     evaluate: EvaluateParams
     quantize: QuantizeParams
     register_: RegisterParams = Field(alias="register")
+    score: ScoreParams
     monitor: MonitorParams
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import ClassVar, Self
+from typing import ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipelines import paths
+from pipelines.config import RebalanceParams, RebalanceStrategy, TrainParams
 from pipelines.errors import PipelineError
 from pipelines.io import write_json_atomic
 
@@ -82,3 +83,55 @@ class ServedVariant(Contract):
 
     serving_artifact: str
     tflite_file_variant: str | None
+
+
+class TunedConfig(Contract):
+    """The configuration rebalance and train use: params.yaml's values, or what tuning chose.
+
+    Written on every run of the tune stage (with ``tune.enabled: false`` it copies params.yaml),
+    so that rebalance and train always read their tunable values from one place."""
+
+    PATH: ClassVar[Path] = paths.TUNED_CONFIG
+    WRITTEN_BY: ClassVar[str] = "tune"
+
+    source: Literal["params", "search"]
+    rebalance_strategy: RebalanceStrategy
+    learning_rate: float = Field(gt=0)
+    hidden_units: list[int] = Field(min_length=1)
+    dropout: float = Field(ge=0, lt=1)
+    batch_size: int = Field(ge=1)
+
+    TRAIN_FIELDS: ClassVar[tuple[str, ...]] = (
+        "learning_rate",
+        "hidden_units",
+        "dropout",
+        "batch_size",
+    )
+
+    @classmethod
+    def from_params(cls, train: TrainParams, rebalance: RebalanceParams) -> TunedConfig:
+        return cls(
+            source="params",
+            rebalance_strategy=rebalance.strategy,
+            **{name: getattr(train, name) for name in cls.TRAIN_FIELDS},
+        )
+
+    def train_params(self, train: TrainParams) -> TrainParams:
+        """``train`` with the tuned fields replaced (validated again)."""
+        values = {name: getattr(self, name) for name in self.TRAIN_FIELDS}
+        return TrainParams.model_validate(train.model_dump() | values)
+
+    def rebalance_params(self, rebalance: RebalanceParams) -> RebalanceParams:
+        return RebalanceParams.model_validate(
+            rebalance.model_dump() | {"strategy": self.rebalance_strategy}
+        )
+
+
+class Disparity(Contract):
+    """Per sensitive column, 1 - the lower of its recall and FPR ratios across groups (test);
+    empty when ``evaluate.sensitive_columns`` is. Register's optional fairness gate reads it."""
+
+    PATH: ClassVar[Path] = paths.DISPARITY
+    WRITTEN_BY: ClassVar[str] = "evaluate"
+
+    columns: dict[str, float]

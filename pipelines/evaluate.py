@@ -21,12 +21,13 @@ import numpy as np
 import pandas as pd
 
 from pipelines import intervals, metrics, paths
+from pipelines.analyses import analyses
 from pipelines.config import EvaluateParams, load_params
-from pipelines.contracts import DecisionThreshold
+from pipelines.contracts import DecisionThreshold, Disparity
 from pipelines.errors import PipelineError
 from pipelines.features import FeatureTransform
 from pipelines.io import atomic_dir, read_csv, read_parquet, write_csv_atomic
-from pipelines.plots import render_plots
+from pipelines.plots import render_plots, render_shap
 from pipelines.reports import headline, write_results
 from pipelines.schema import Schema, load_enforced_schema
 from pipelines.stage import run_stage
@@ -282,14 +283,12 @@ def main() -> None:
         "val": read_parquet(paths.SPLIT_VAL),
         "test": read_parquet(paths.SPLIT_TEST),
     }
-    report, tables = evaluate(
-        lambda frame: predict_proba(model, transform.transform(frame)),
-        transform,
-        splits,
-        schema,
-        cfg,
-        params.seed,
-    )
+
+    def score(frame: pd.DataFrame) -> np.ndarray:
+        return predict_proba(model, transform.transform(frame))
+
+    report, tables = evaluate(score, transform, splits, schema, cfg, params.seed)
+    explanation = analyses(report, tables, splits, score, schema, params)
     for name, path in (
         ("pr", paths.PR_CURVE),
         ("roc", paths.ROC_CURVE),
@@ -299,10 +298,15 @@ def main() -> None:
         ("importance", paths.IMPORTANCE),
         ("segments", paths.SEGMENTS),
         ("robustness", paths.ROBUSTNESS),
+        ("shap", paths.SHAP),
     ):
         write_csv_atomic(tables[name], path)
     with atomic_dir(paths.PLOT_IMAGES) as out:
         render_plots(tables, read_csv(paths.TRAINING_HISTORY), report, out)
+        render_shap(explanation, out)
+    Disparity(
+        columns={name: c["disparity"] for name, c in report.get("fairness", {}).items()}
+    ).write()
     write_results(report, paths.EVALUATE_REPORT, headline_metrics(report), paths.EVALUATE_METRICS)
     DecisionThreshold(
         threshold=report["threshold"], method=THRESHOLD_METHODS[cfg.threshold_objective]

@@ -11,8 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 import pandas as pd
 import pyarrow
@@ -22,88 +21,10 @@ from pipelines.config import DataParams, IngestParams, load_params
 from pipelines.errors import PipelineError
 from pipelines.io import write_json_atomic, write_parquet_atomic
 from pipelines.reports import headline, write_results
+from pipelines.sources import READABLE_SUFFIXES, SourceFile, list_source_files
 from pipelines.stage import run_stage
 
 log = logging.getLogger(__name__)
-
-READABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-
-
-@dataclass(frozen=True)
-class SourceFile:
-    name: str
-    payload: bytes
-
-
-def list_source_files(source: str, file_format: str) -> list[SourceFile]:
-    """Every readable file under ``source``, sorted by name so the snapshot is deterministic."""
-    if source.startswith("s3://"):
-        client, bucket, objects = _s3_objects(source, file_format)
-        try:
-            return [
-                SourceFile(
-                    f"s3://{bucket}/{obj['Key']}",
-                    client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read(),
-                )
-                for obj in objects
-            ]
-        except Exception as exc:  # botocore raises many types; the message is what matters
-            raise PipelineError(f"data.source: cannot read {source}: {exc}") from exc
-    return [SourceFile(str(p), p.read_bytes()) for p in _local_files(source, file_format)]
-
-
-def list_partitions(source: str, file_format: str) -> dict[str, str]:
-    """Every readable file under ``source`` with a version stamp, without reading contents.
-
-    The stamp is the S3 ETag, or a local file's size and modification time: cheap enough for
-    a scheduler to poll, and it changes whenever a partition is added or rewritten.
-    """
-    if source.startswith("s3://"):
-        _, bucket, objects = _s3_objects(source, file_format)
-        return {f"s3://{bucket}/{obj['Key']}": obj["ETag"].strip('"') for obj in objects}
-    stamps = {}
-    for path in _local_files(source, file_format):
-        stat = path.stat()
-        stamps[str(path)] = f"{stat.st_size}:{stat.st_mtime_ns}"
-    return stamps
-
-
-def _local_files(source: str, file_format: str) -> list[Path]:
-    path = Path(source)
-    if not path.exists():
-        raise PipelineError(f"data.source: {source} does not exist")
-    if path.is_file():
-        return [path]
-    found = sorted(p for p in path.rglob("*") if p.is_file() and _wanted(p.name, file_format))
-    if not found:
-        raise PipelineError(f"data.source: {source} holds no CSV or Parquet files")
-    return found
-
-
-def _wanted(name: str, file_format: str) -> bool:
-    if PurePosixPath(name).name.startswith((".", "_")):
-        return False
-    suffix_format = READABLE_SUFFIXES.get(PurePosixPath(name).suffix.lower())
-    return suffix_format is not None and file_format in ("auto", suffix_format)
-
-
-def _s3_objects(source: str, file_format: str) -> tuple[object, str, list[dict]]:
-    """The S3 client, the bucket and the readable objects under the prefix, sorted by key."""
-    import boto3  # imported lazily: only s3:// sources need it
-
-    bucket, _, prefix = source.removeprefix("s3://").partition("/")
-    if not bucket:
-        raise PipelineError(f"data.source: {source} names no bucket")
-    client = boto3.client("s3")
-    objects = []
-    try:
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            objects += [obj for obj in page.get("Contents", []) if _wanted(obj["Key"], file_format)]
-    except Exception as exc:  # botocore raises many types; the message is what matters
-        raise PipelineError(f"data.source: cannot read {source}: {exc}") from exc
-    if not objects:
-        raise PipelineError(f"data.source: {source} holds no CSV or Parquet objects")
-    return client, bucket, sorted(objects, key=lambda obj: obj["Key"])
 
 
 def read_source_file(source_file: SourceFile, file_format: str) -> pd.DataFrame:

@@ -34,6 +34,7 @@ STAGE_RESULTS = {
     "ingest": (paths.INGEST_REPORT, paths.INGEST_METRICS),
     "validate": (paths.VALIDATE_REPORT, paths.VALIDATE_METRICS),
     "split": (paths.SPLIT_REPORT, paths.SPLIT_METRICS),
+    "tune": (paths.TUNE_REPORT, paths.TUNE_METRICS),
     "rebalance": (paths.REBALANCE_REPORT, paths.REBALANCE_METRICS),
     "augment": (paths.AUGMENT_REPORT, paths.AUGMENT_METRICS),
     "train": (paths.TRAIN_REPORT, paths.TRAIN_METRICS),

@@ -271,7 +271,7 @@ def _http_url(connection) -> str:
 
 def _print_partitions() -> None:
     from pipelines.config import load_params
-    from pipelines.ingest import list_partitions
+    from pipelines.sources import list_partitions
 
     params = load_params()
     sys.stdout.write(json.dumps(list_partitions(params.data.source, params.ingest.file_format)))

@@ -8,6 +8,11 @@ working directory of every stage (DVC and Airflow both run stages from there).
 from pathlib import Path
 
 PARAMS = Path("params.yaml")
+DVC_LOCK = Path("dvc.lock")
+DVC_YAML = Path("dvc.yaml")
+DVC_CACHE = Path(".dvc") / "cache" / "files" / "md5"
+# The pipeline and stage locks (pipelines.run_guard): DVC's own scratch folder, never committed.
+RUN_LOCKS = Path(".dvc") / "tmp" / "pipeline-locks"
 DATA = Path("data")
 
 LANDING = DATA / "landing"
@@ -44,6 +49,8 @@ TFLITE_MODEL = MODELS / "model.tflite"
 QUANTIZE_TABLE = MODELS / "quantization.md"
 DECISION_THRESHOLD = MODELS / "threshold.json"
 SERVED_VARIANT = MODELS / "served.json"
+TUNED_CONFIG = MODELS / "tuned.json"
+DISPARITY = MODELS / "disparity.json"
 # Train's working folders, not outputs: the per-epoch backup a killed run resumes from
 # (deleted when training succeeds) and TensorBoard logs (watched live, so not written atomically).
 TRAIN_BACKUP = MODELS / "train_backup"
@@ -56,6 +63,7 @@ REPORTS = DATA / "reports"
 INGEST_REPORT = REPORTS / "ingest.json"
 VALIDATE_REPORT = REPORTS / "validate.json"
 SPLIT_REPORT = REPORTS / "split.json"
+TUNE_REPORT = REPORTS / "tune.json"
 REBALANCE_REPORT = REPORTS / "rebalance.json"
 AUGMENT_REPORT = REPORTS / "augment.json"
 TRAIN_REPORT = REPORTS / "train.json"
@@ -67,6 +75,7 @@ METRICS = DATA / "metrics"
 INGEST_METRICS = METRICS / "ingest.json"
 VALIDATE_METRICS = METRICS / "validate.json"
 SPLIT_METRICS = METRICS / "split.json"
+TUNE_METRICS = METRICS / "tune.json"
 REBALANCE_METRICS = METRICS / "rebalance.json"
 AUGMENT_METRICS = METRICS / "augment.json"
 TRAIN_METRICS = METRICS / "train.json"
@@ -84,6 +93,7 @@ THRESHOLD_CURVE = PLOTS / "threshold.csv"
 IMPORTANCE = PLOTS / "importance.csv"
 SEGMENTS = PLOTS / "segments.csv"
 ROBUSTNESS = PLOTS / "robustness.csv"
+SHAP = PLOTS / "shap.csv"
 PLOT_IMAGES = PLOTS / "images"
 
 # Monitoring (outside dvc.yaml's training graph): the last window's report, its headline

@@ -200,3 +200,23 @@ def render_training_curves(history: pd.DataFrame, out) -> None:
         ax.set(xlabel="epoch", title=metric)
         ax.legend()
     save_png(fig, out / "training_curves.png")
+
+
+def render_shap(explanation, out) -> None:
+    """SHAP's beeswarm summary of ``explain.Explanation``; nothing when SHAP is off."""
+    if explanation is None:
+        return
+    import shap
+
+    plt = pyplot()
+    plt.figure()
+    shap.summary_plot(
+        explanation.values,
+        explanation.data,
+        feature_names=explanation.features,
+        max_display=20,
+        show=False,
+    )
+    fig = plt.gcf()
+    fig.suptitle("SHAP values (test rows, probability units)")
+    save_png(fig, out / "shap_summary.png")

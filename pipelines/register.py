@@ -34,7 +34,7 @@ import pandas as pd
 from pipelines import champion_gate, champion_reference, gates, paths, promotion, tracking
 from pipelines.champion_gate import GATE_METRICS, Decision, GateMetrics
 from pipelines.config import Params, RegisterParams, load_params
-from pipelines.contracts import DecisionThreshold, ServedVariant
+from pipelines.contracts import DecisionThreshold, Disparity, ServedVariant
 from pipelines.errors import PipelineError, brief
 from pipelines.io import read_parquet
 from pipelines.lineage import file_md5, git_commit, log_run_contents, model_fingerprint
@@ -217,7 +217,9 @@ def _run_gate(client: MlflowClient, params: Params, number: str, inputs: Inputs)
         if champion is not None:
             new, old = (p["probability"].to_numpy(dtype="float64") for p in (challenged, held))
             paired = champion_gate.compare(labels, new, old, cfg, params.seed)
-        decision = champion_gate.gate_decision(challenger, champion, cfg, paired)
+        disparity = Disparity.load().columns if cfg.max_disparity is not None else {}
+        fairness = champion_gate.disparity_checks(disparity, cfg.max_disparity)
+        decision = champion_gate.gate_decision(challenger, champion, cfg, paired, fairness)
     return Gate(challenger, champion, champion_version, champion_error, decision)
 
 

@@ -5,6 +5,11 @@ exit, which is what DVC and Airflow show to the user. A pipeline stage's failure
 recorded in this execution's MLflow run (``pipelines.tracking``). SIGTERM, which Airflow and
 ``timeout`` send, ends the stage like Ctrl-C, so its run is marked KILLED rather than left
 RUNNING.
+
+Before a pipeline stage (one of ``dvc.yaml``'s) runs its main(), it ties its life to whoever
+started it, takes the pipeline and stage locks (pipelines.run_guard), removes what an
+interrupted write left among its outputs, and checks its inputs' content hashes against
+``dvc.lock`` (pipelines.integrity): under DVC a mismatch stops it, run by hand it is a warning.
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 
+from pipelines import integrity, run_guard
 from pipelines.errors import PipelineError, redact, redact_handlers
 
 log = logging.getLogger(__name__)
@@ -52,15 +59,47 @@ def run_stage(name: str, main: Callable[[], None], *, record_failure: bool = Tru
     configure_logging()
     signal.signal(signal.SIGTERM, _interrupt)
     try:
+        if record_failure:
+            guard(name)
         main()
+    except run_guard.RunLocked as exc:
+        _fail(name, str(exc), record=False)  # the MLflow run may be the lock holder's
     except PipelineError as exc:
         _fail(name, str(exc), record_failure)
     except KeyboardInterrupt:
-        _fail(name, "interrupted", record_failure, interrupted=True)
+        orphan = run_guard.parent_gone()
+        reason = "stopped: the process that started it is gone" if orphan else "interrupted"
+        _fail(name, reason, record_failure and not orphan, interrupted=True)
     except Exception as exc:  # noqa: BLE001 - the last line must be a readable reason
         log.exception("stage %s crashed", name)
         _fail(name, f"{type(exc).__name__}: {exc}", record_failure)
     sys.exit(0)
+
+
+def guard(name: str) -> None:
+    """Everything a ``dvc.yaml`` stage does before its main(); nothing for other commands."""
+    if integrity.stage_entry(name) is None:
+        return
+    owner = run_guard.run_owner()
+    run_guard.die_with_parent(owner)
+    run_guard.take_pipeline_lock(owner)
+    run_guard.take_stage_lock(name)
+    run_guard.clean_temporaries(integrity.stage_outputs(name))
+    started = time.perf_counter()
+    try:
+        checked = integrity.verify_inputs(name)
+    except PipelineError as exc:
+        if "DVC_STAGE" in os.environ:
+            raise
+        # Run by hand, a stage may be fed other inputs on purpose (experiments, tests); under
+        # DVC (and Airflow, which runs DVC) its inputs must be the ones dvc.lock records.
+        log.warning("run outside DVC, so continuing: %s", exc)
+        return
+    log.info(
+        "verified %d input(s) against dvc.lock in %.2fs",
+        len(checked),
+        time.perf_counter() - started,
+    )
 
 
 def _interrupt(signum: int, frame) -> None:

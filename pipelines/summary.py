@@ -5,12 +5,19 @@ from __future__ import annotations
 import sys
 
 from pipelines import paths
-from pipelines.intervals import with_interval
+from pipelines.intervals import cv_estimate, with_interval
 from pipelines.io import read_json
 from pipelines.stage import run_stage
 
 
-def render(ingest: dict, validate: dict, evaluate: dict, quantize: dict, register: dict) -> str:
+def render(
+    ingest: dict,
+    validate: dict,
+    evaluate: dict,
+    quantize: dict,
+    register: dict,
+    tune: dict | None = None,
+) -> str:
     """The summary from the stages' reports; each metric shows its bootstrap interval."""
     ui = "make ui"
     if register["tracking_uri"] != paths.MLFLOW_DEFAULT_URI:
@@ -26,8 +33,10 @@ def render(ingest: dict, validate: dict, evaluate: dict, quantize: dict, registe
             "Pipeline summary",
             f"  rows ingested      {ingest['rows']}",
             f"  rows quarantined   {validate['rows_quarantined']}  {validate['quarantined']}",
+            *tune_lines(tune or {}),
             f"  test PR-AUC        {with_interval(evaluate, 'pr_auc')}{reliability_note(evaluate)}",
             f"  test ROC-AUC       {with_interval(evaluate, 'roc_auc')}",
+            *cv_lines(evaluate),
             *baselines,
             f"  quantization       {quantization_line(quantize)}",
             f"  model version      {register['model_name']} v{register['version']} @{register['alias']}",
@@ -36,6 +45,32 @@ def render(ingest: dict, validate: dict, evaluate: dict, quantize: dict, registe
             "",
         ]
     )
+
+
+def tune_lines(tune: dict) -> list[str]:
+    """What tuning did, when it was on: kept the untuned configuration, or chose another."""
+    if not tune.get("enabled"):
+        return []
+    verdict = (
+        "kept the untuned configuration"
+        if tune["kept_untuned"]
+        else f"chose trial {tune['best_trial']}"
+    )
+    return [
+        f"  tuning             {tune['trials']} trials: {verdict} (val PR-AUC "
+        f"{tune['best_val_pr_auc']:.4f}, untuned {tune['untuned_val_pr_auc']:.4f})"
+    ]
+
+
+def cv_lines(evaluate: dict) -> list[str]:
+    """Small-data mode's cross-validated estimate, when evaluate ran it."""
+    cv = evaluate.get("cross_validation")
+    if not cv:
+        return []
+    return [
+        f"  CV PR-AUC          {cv_estimate(cv, 'pr_auc')}",
+        f"  CV ROC-AUC         {cv_estimate(cv, 'roc_auc')}",
+    ]
 
 
 def reliability_note(evaluate: dict) -> str:
@@ -71,6 +106,7 @@ def main() -> None:
         read_json(paths.EVALUATE_REPORT),
         read_json(paths.QUANTIZE_REPORT),
         read_json(paths.REGISTER_REPORT),
+        read_json(paths.TUNE_REPORT) if paths.TUNE_REPORT.exists() else None,
     )
     sys.stdout.write(text)
 

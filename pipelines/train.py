@@ -3,12 +3,17 @@
 The strategy comes from ``train.strategy`` (pipelines.distribution), the model is built inside
 ``strategy.scope()`` and the global batch is ``train.batch_size x num_replicas_in_sync``
 (pipelines.batches feeds it). Early stopping watches validation PR-AUC and restores the best
-weights; ReduceLROnPlateau watches the same metric.
+weights; ReduceLROnPlateau watches the same metric. The learning rate, widths, dropout and
+batch size come from the tune stage's ``TunedConfig`` (params.yaml's values unless tuning chose
+others).
 
 Training is resumable: ``BackupAndRestore`` checkpoints every epoch under
 ``data/models/train_backup`` (not a DVC output), so a killed run started again resumes after
-the last finished epoch. The backup is deleted when training succeeds, and discarded when it
-was made with other params or data. TensorBoard logs go to ``data/models/tensorboard``.
+the last finished epoch, and pipelines.resume saves what the checkpoint lacks (early stopping's
+best weights and counters, the LR schedule, the history), so the resumed run ends with the
+model an uninterrupted one ends with. The backup is deleted when training succeeds, and
+discarded when it was made with other params or data. TensorBoard logs go to
+``data/models/tensorboard``.
 """
 
 from __future__ import annotations
@@ -28,17 +33,19 @@ import pandas as pd
 from pipelines import paths
 from pipelines.batches import evaluation_dataset, fits_in_cache, steps_per_epoch, training_stream
 from pipelines.config import TrainParams, load_params
-from pipelines.contracts import ClassWeights
+from pipelines.contracts import ClassWeights, TunedConfig
 from pipelines.distribution import (
     replica_device_types,
     safe_steps_per_execution,
     select_strategy,
     strategy_name,
 )
+from pipelines.fault_hook import fault_point
 from pipelines.features import FeatureTransform
 from pipelines.io import atomic_dir, read_parquet, write_csv_atomic
 from pipelines.model import build_model, dtype_policy, embedding_dim, float32_copy
 from pipelines.reports import headline, write_results
+from pipelines.resume import EpochState, first_epoch
 from pipelines.schema import Schema, load_enforced_schema
 from pipelines.stage import run_stage
 from pipelines.tf_runtime import tensorflow
@@ -127,6 +134,7 @@ def epoch_logger(epochs: int):
             logs.get("val_loss", float("nan")),
             logs.get("val_pr_auc", float("nan")),
         )
+        fault_point("train", epoch=epoch + 1)  # the crash tests' kill, once the backup is saved
 
     return keras.callbacks.LambdaCallback(on_epoch_begin=on_epoch_begin, on_epoch_end=log_epoch)
 
@@ -152,32 +160,42 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     """Seed Python, NumPy and TensorFlow; with ``deterministic``, make TF ops deterministic too."""
     tf, keras = tensorflow()
     keras.utils.set_random_seed(seed)
+    # Dropout then draws from a tf.random.Generator, which pipelines.resume reseeds per epoch:
+    # a resumed training gets the masks an uninterrupted one gets (a stateful op restarts).
+    keras.backend.experimental.enable_tf_random_generator()
     if deterministic:
         # Process-wide and one-way (TF has no public switch back); a stage is one process.
         tf.config.experimental.enable_op_determinism()
 
 
 def callbacks(
-    cfg: TrainParams, backup_dir: Path | None, tensorboard_dir: Path | None, fresh_logs: bool
-) -> list:
-    """Early stopping, the LR schedule, the backup, TensorBoard and the epoch log, in that order.
+    cfg: TrainParams,
+    backup_dir: Path | None,
+    tensorboard_dir: Path | None,
+    fresh_logs: bool,
+    start: int = 0,
+    chief: bool = True,
+    seed: int = 0,
+) -> tuple[list, EpochState]:
+    """Early stopping, the LR schedule, their saved state, the backup, TensorBoard and the
+    epoch log, in that order; and the state keeper (it holds the history).
 
     ``fresh_logs`` clears ``tensorboard_dir`` first: a fresh training starts fresh curves, a
-    resumed one adds to them.
+    resumed one adds to them. ``start`` is the epoch a resumed training starts at.
     """
     _, keras = tensorflow()
     watch = {"monitor": "val_pr_auc", "mode": "max"}
-    chosen = [
-        keras.callbacks.EarlyStopping(
-            **watch, patience=cfg.early_stopping_patience, restore_best_weights=True
-        )
-    ]
+    stopper = keras.callbacks.EarlyStopping(
+        **watch, patience=cfg.early_stopping_patience, restore_best_weights=True
+    )
+    reduce_lr = None
     if cfg.reduce_lr_patience:
-        chosen.append(
-            keras.callbacks.ReduceLROnPlateau(
-                **watch, patience=cfg.reduce_lr_patience, factor=cfg.reduce_lr_factor
-            )
+        reduce_lr = keras.callbacks.ReduceLROnPlateau(
+            **watch, patience=cfg.reduce_lr_patience, factor=cfg.reduce_lr_factor
         )
+    # Restores after the two reset themselves at train begin, saves before the backup does.
+    state = EpochState(backup_dir, stopper, reduce_lr, start, seed, writes=chief)
+    chosen = [c for c in (stopper, reduce_lr, state.callback()) if c is not None]
     if backup_dir is not None:
         # Before the epoch logger: when "epoch N" is logged, epoch N's backup is on disk.
         chosen.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
@@ -188,19 +206,7 @@ def callbacks(
             keras.callbacks.TensorBoard(str(tensorboard_dir), profile_batch=cfg.profile_batch)
         )
     chosen.append(epoch_logger(cfg.epochs))
-    return chosen
-
-
-def history_frame(fit) -> pd.DataFrame:
-    """fit()'s per-epoch metrics with a 1-based ``epoch`` column first.
-
-    After a resume, history, early stopping and the LR schedule cover only the epochs this
-    process ran (the callbacks' counters are not in the backup), so the best weights and
-    best_epoch are the best since the resume. fit.epoch numbers those epochs.
-    """
-    history = pd.DataFrame(fit.history)
-    history.insert(0, "epoch", np.asarray(fit.epoch) + 1)
-    return history
+    return chosen, state
 
 
 def train_report(
@@ -210,8 +216,11 @@ def train_report(
     rows: int,
     transform: FeatureTransform,
     cfg: TrainParams,
+    start: int = 0,
 ) -> dict:
-    """train.json: how the training ran, how long it took and its best validation epoch."""
+    """train.json: how the training ran, how long it took and its best validation epoch.
+
+    ``history`` holds every epoch, those before a resume at 0-based epoch ``start`` too."""
     best = int(history["val_pr_auc"].idxmax())
     return {
         "strategy": run.strategy,
@@ -219,12 +228,12 @@ def train_report(
         "global_batch": run.global_batch,
         "dtype_policy": run.policy,
         "steps_per_execution": run.steps_per_execution,
-        "first_epoch": int(history["epoch"].iloc[0]),
+        "first_epoch": start + 1,
         "epochs_run": len(history),
         "best_epoch": int(history["epoch"].iloc[best]),
         "best_val_pr_auc": float(history["val_pr_auc"].iloc[best]),
         "train_seconds": round(seconds, 3),
-        "samples_per_second": round(rows * len(history) / seconds, 1),
+        "samples_per_second": round(rows * (len(history) - start) / seconds, 1),
         "train_rows": rows,
         "features": transform.width,
         "categorical_encoding": transform.encoding,
@@ -270,11 +279,14 @@ def train(
     if backup_dir is not None and chief:
         stamp = fingerprint(cfg, seed, class_weight, x_train, y_train, x_val, y_val)
         resuming = claim_backup(Path(backup_dir), stamp)
-    fit_callbacks = callbacks(cfg, backup_dir, tensorboard_dir, fresh_logs=chief and not resuming)
+    start = first_epoch(Path(backup_dir), discard=chief) if backup_dir is not None else 0
+    fit_callbacks, state = callbacks(
+        cfg, backup_dir, tensorboard_dir, chief and not resuming, start, chief, seed
+    )
 
     started = time.perf_counter()
-    fit = model.fit(
-        training_stream(x_train, y_train, run.global_batch, seed),
+    model.fit(
+        training_stream(x_train, y_train, run.global_batch, seed, first_epoch=start),
         steps_per_epoch=steps_per_epoch(len(x_train), run.global_batch),
         validation_data=evaluation_dataset(x_val, y_val, run.global_batch, cache),
         epochs=cfg.epochs,
@@ -285,8 +297,8 @@ def train(
     seconds = time.perf_counter() - started
     if run.policy != "float32":
         model = float32_copy(model, transform.width, cfg, levels)
-    history = history_frame(fit)
-    report = train_report(run, history, seconds, len(x_train), transform, cfg)
+    history = state.history()
+    report = train_report(run, history, seconds, len(x_train), transform, cfg, start)
     return TrainResult(model, transform, history, report, chief)
 
 
@@ -297,7 +309,7 @@ def main() -> None:
         read_parquet(paths.AUGMENTED_TRAIN),
         read_parquet(paths.SPLIT_VAL),
         schema,
-        params.train,
+        TunedConfig.load().train_params(params.train),
         params.seed,
         class_weight=ClassWeights.load().for_keras(),
         backup_dir=paths.TRAIN_BACKUP,

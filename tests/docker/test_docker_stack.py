@@ -21,6 +21,8 @@ from tests.integration.commands import (
     AIRFLOW_COMPONENTS,
     AIRFLOW_DB_MIGRATE,
     MLFLOW_SERVER,
+    MODEL_SERVE,
+    MODEL_SERVE_PING,
     SEAWEEDFS_S3_FLAG,
     SEAWEEDFS_SERVER,
 )
@@ -41,7 +43,15 @@ AIRFLOW_SERVICES = {
     "airflow-triggerer": "triggerer",
     "airflow-worker": "celery-worker",
 }
-EXPECTED_SERVICES = {"postgres", "redis", "seaweedfs", "mlflow", "airflow-init", *AIRFLOW_SERVICES}
+EXPECTED_SERVICES = {
+    "postgres",
+    "redis",
+    "seaweedfs",
+    "mlflow",
+    "airflow-init",
+    "serving",
+    *AIRFLOW_SERVICES,
+}
 
 SECRET_KEY = re.compile(r"PASSWORD|SECRET|KEY|TOKEN|SALT", re.IGNORECASE)
 # ${VAR}, ${VAR:?message}, ${VAR?message}: a reference with no default value
@@ -332,3 +342,44 @@ def test_seaweedfs_runs_the_s3_server_the_tests_run(services):
     command = [Path(seaweedfs["entrypoint"][0]).name, *seaweedfs["command"]]
     assert command[: len(SEAWEEDFS_SERVER)] == list(SEAWEEDFS_SERVER)
     assert SEAWEEDFS_S3_FLAG in command
+
+
+def test_serving_runs_the_model_server_the_tests_run_on_the_champion(services):
+    serving = services["serving"]
+    command = [resolve_defaults(str(word)) for word in serving["command"]]
+    assert command[: len(MODEL_SERVE)] == list(MODEL_SERVE)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    model = command[command.index("-m") + 1]
+    assert model == f"models:/{params['register']['model_name']}@champion"
+    port = command[command.index("--port") + 1]
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    assert any(str(p).endswith(f":{port}") for p in serving["ports"])
+    probe = serving["healthcheck"]["test"]
+    assert f"http://127.0.0.1:{port}{MODEL_SERVE_PING}" in " ".join(probe)
+    assert serving["depends_on"]["mlflow"]["condition"] == "service_healthy"
+    env = environment(serving)
+    assert (
+        env["MLFLOW_TRACKING_URI"] == environment(services["airflow-worker"])["MLFLOW_TRACKING_URI"]
+    )
+    assert not any(key.startswith("AWS_") for key in env), "artifacts come through MLflow"
+
+
+def test_no_volume_hides_what_the_image_brings(services):
+    """A named volume is seeded from the image once, at first deploy: mounted over a tracked
+    folder (data/schemas) or above it, it would serve that first version for ever."""
+    copied = [
+        shlex.split(args)[-1].rstrip("/")
+        for instruction, args in dockerfile_instructions(DOCKER / "pipeline.Dockerfile")
+        if instruction == "COPY" and "--from=" not in args
+    ]
+    tracked = [f"/opt/retrain/{path}" for path in copied if path not in ("./", ".")]
+    assert "/opt/retrain/data/schemas" in tracked
+    for name, service in services.items():
+        for volume in service.get("volumes") or []:
+            source, target = str(volume).split(":")[:2]
+            if source.startswith((".", "/")):
+                continue  # a bind mount of a file from this folder
+            for path in tracked:
+                assert not (path == target or path.startswith(target.rstrip("/") + "/")), (
+                    f"{name}: volume {source} at {target} hides {path} from the image"
+                )

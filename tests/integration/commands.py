@@ -10,6 +10,12 @@ from __future__ import annotations
 # The MLflow tracking server: the script users run, relative to the repository root.
 MLFLOW_SERVER = ("bash", "mlflow/server.sh")
 
+# The model server: the champion as a REST endpoint, in the environment it runs in (no new
+# virtualenv per model). Followed by -m models:/<name>@champion, --host and --port.
+MODEL_SERVE = ("mlflow", "models", "serve", "--env-manager", "local")
+# Its readiness probe: 200 once the model has loaded.
+MODEL_SERVE_PING = "/ping"
+
 # Airflow 3's long-running components, by the name docker/healthcheck.sh knows them by.
 AIRFLOW_COMPONENTS = {
     "api-server": ("airflow", "api-server"),

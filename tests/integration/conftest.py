@@ -40,9 +40,9 @@ TINY = {
     "quantize": {"qat_epochs": 1},
 }
 # For runs about orchestration or data rather than evaluate's and quantize's own features,
-# which have their tests: no baselines or importance, one quantized variant.
+# which have their tests: no baselines, importance or SHAP, one quantized variant.
 LEAN = {
-    "evaluate": {"baselines": False, "importance_repeats": 0},
+    "evaluate": {"baselines": False, "importance_repeats": 0, "shap_rows": 0},
     "quantize": {"variants": ["dynamic_range"]},
 }
 

@@ -14,6 +14,8 @@ from tests.integration.commands import (
     AIRFLOW_COMPONENTS,
     AIRFLOW_DB_MIGRATE,
     MLFLOW_SERVER,
+    MODEL_SERVE,
+    MODEL_SERVE_PING,
     SEAWEEDFS_S3_FLAG,
     SEAWEEDFS_SERVER,
 )
@@ -187,6 +189,57 @@ class MlflowServer:
         deadline = time.monotonic() + 10
         while self.health() is not None and time.monotonic() < deadline:
             time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def model_server(
+    cwd: Path, model_uri: str, env: dict[str, str], workdir: Path, timeout: float = 180
+) -> Iterator[str]:
+    """``mlflow models serve`` (``MODEL_SERVE``) on a free port, run in ``cwd``, its log in
+    ``workdir``; yields its URL once it answers ``MODEL_SERVE_PING``, and stops it (its whole
+    process group) on the way out."""
+    import os
+    import signal
+    import urllib.request
+
+    port = free_port_pair()
+    log = (workdir / "model-server.log").open("w")
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / MODEL_SERVE[0]), *MODEL_SERVE[1:]]
+        + ["-m", model_uri, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=cwd,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"mlflow models serve exited: {Path(log.name).read_text()[-3000:]}"
+                )
+            try:
+                with urllib.request.urlopen(url + MODEL_SERVE_PING, timeout=5) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"mlflow models serve not up after {timeout}s")
+            time.sleep(0.5)
+        yield url
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        log.close()
 
 
 class AirflowCluster:

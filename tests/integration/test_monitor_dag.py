@@ -12,7 +12,6 @@ run's ``retrain.reason`` tag is unit-tested (tests/unit/test_monitor_loop.py).
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 import sys
 from pathlib import Path
@@ -33,8 +32,6 @@ AIRFLOW = str(Path(sys.executable).parent / "airflow")
 def loop(pipeline_repo, tmp_path_factory):
     root = tmp_path_factory.mktemp("monitor_dag")
     copy = copy_with_outputs(pipeline_repo[0], root / "repo")
-    if not (REPO / "pipelines" / "score.py").exists():
-        shutil.copy2(Path(__file__).with_name("stub_score.py"), copy.root / "pipelines/score.py")
     # The tiny test split (about 25 positives) records noisy test metrics: quality is judged
     # and reported, but this test is about drift and the trigger, so no drop degrades.
     copy.set_params({"monitor": {"max_pr_auc_drop": 1.0, "max_recall_drop": 1.0}})

@@ -31,6 +31,15 @@ SKIPPED_LINES = {
     # Needs a second champion in the alias history; tests/integration/test_registry.py
     # rolls back after two promotions.
     "python -m pipelines.registry rollback": "needs two champions",
+    # A server on a fixed port, and a request to it; tests/integration/test_score.py makes the
+    # same REST round trip on a free port and stops its server.
+    "mlflow models serve -m models:/tabular-classifier@champion --env-manager local --port 8000 &": (
+        "a long-running server"
+    ),
+    "curl -s http://127.0.0.1:8000/invocations -H 'Content-Type: application/json' -d "
+    '\'{"dataframe_records": [{"amount": 42.5, "merchant_category": "grocery", "channel": "pos", '
+    '"country": "US", "hour": 14, "distance_from_home_km": 3.2, "account_age_days": 900, '
+    '"tx_count_24h": 1, "card_present": 1}]}\'': "needs the server above",
 }
 
 # Whole blocks skipped, keyed by their first command line, with why.

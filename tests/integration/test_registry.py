@@ -9,7 +9,7 @@ version of a worse model is resumed without a duplicate, and the worse model sta
 challenger; with the server stopped, register fails in seconds and its retry after a restart
 promotes the better model; ``rollback`` restores the first; ``history`` shows every move.
 Planted canary secrets appear nowhere. Separately: a PostgreSQL store with S3 artifacts on
-SeaweedFS, and ``mlflow models serve``.
+SeaweedFS. (``mlflow models serve`` answering REST requests: tests/integration/test_score.py.)
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from tests.integration.conftest import RepoCopy, copy_with_outputs
 from tests.integration.services import (
     TEST_CREDENTIALS,
     MlflowServer,
-    free_port_pair,
     s3_client,
     seaweedfs,
 )
@@ -321,64 +320,6 @@ def _kill_register_after_it_creates_its_version(scenario: Scenario) -> str:
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL, "".join(seen)[-3000:]
     return "".join(seen)
-
-
-def test_champion_answers_rest_requests_through_mlflow_models_serve(pipeline_repo):
-    repo, _ = pipeline_repo
-    import pandas as pd
-
-    port = free_port_pair()
-    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{repo.root / 'mlflow' / 'mlflow.db'}"}
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "mlflow"),
-            "models",
-            "serve",
-            "-m",
-            f"models:/{MODEL}@champion",
-            "--env-manager",
-            "local",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=repo.root,
-        env=repo.env(env),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    rows = pd.read_parquet(repo.root / "data/raw/snapshot.parquet").head(3).drop(columns="is_fraud")
-    body = json.dumps(
-        {
-            "dataframe_split": json.loads(
-                rows.to_json(orient="split", index=False, date_format="iso")
-            )
-        }
-    )
-    try:
-        answer = _post_when_up(f"http://127.0.0.1:{port}/invocations", body, server)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
-    predictions = answer["predictions"]
-    assert len(predictions) == 3 and all(0 <= p["probability"] <= 1 for p in predictions)
-
-
-def _post_when_up(url: str, body: str, process: subprocess.Popen, timeout: float = 180) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "mlflow models serve exited"
-        request = urllib.request.Request(
-            url, data=body.encode(), headers={"Content-Type": "application/json"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return json.loads(response.read())
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(1)
-    raise AssertionError(f"no answer from {url} after {timeout}s")
 
 
 def _auth_config(folder: Path) -> Path:

@@ -75,3 +75,28 @@ def test_stage_entry_point_snapshots_an_s3_source(s3_environment, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(pd.read_parquet(repo.root / "data/raw/snapshot.parquet")) == 300
     assert "test-secret-key" not in result.output
+
+
+def test_batch_scoring_streams_the_objects_under_a_prefix(s3_environment, tmp_path):
+    """pipelines.score lists the prefix as ingest does, then downloads one object at a time."""
+    import numpy as np
+
+    from pipelines import score
+    from pipelines.chunks import ParquetSink
+    from pipelines.schema import infer_schema
+
+    class Stub:
+        def predict(self, rows):
+            return pd.DataFrame({"probability": np.full(len(rows), 0.5), "label": 1})
+
+    frame = make_frame(n=300)
+    upload_partitions(s3_environment, "scoring", frame)
+    data = DataParams(source="s3://scoring/landing", target="label", positive_label=1)
+    schema = infer_schema(frame, data, 10, 3.0, 10)
+    scoring = score.ScoringModel("stub", 1, schema, Stub())
+    with ParquetSink(tmp_path / "s.parquet") as out, ParquetSink(tmp_path / "r.parquet") as bad:
+        tally = score.score_source(
+            data.source, scoring, (out, bad), chunk_rows=100, scored_at=pd.Timestamp.now(tz="UTC")
+        )
+    assert tally.rows_in == 300 == tally.scored + tally.rejected
+    assert len(pd.read_parquet(tmp_path / "s.parquet")) == tally.scored

@@ -3,8 +3,6 @@
 import json
 import re
 import signal
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -19,59 +17,57 @@ from tests.integration.conftest import train_repo
 
 pytestmark = pytest.mark.integration
 
-EPOCHS = 20
+EPOCHS = 10
 EPOCH_LINE = re.compile(rf"\bepoch (\d+)/{EPOCHS} loss")
+KILLED_AFTER = 3
+RESUMABLE = {
+    "epochs": EPOCHS,
+    # Small patiences, so that early stopping's and the LR schedule's counters carry over the
+    # kill and matter after it.
+    "early_stopping_patience": 4,
+    "reduce_lr_patience": 2,
+    "hidden_units": [8],
+    "dropout": 0.2,  # its masks must continue where they were, not restart
+    "batch_size": 32,
+    # The other controls ride along, so the real entry point exercises them too.
+    "loss": "focal",
+    "l2": 0.0001,
+    "deterministic": True,
+}
 
 
-def test_a_killed_training_resumes_after_its_last_epoch(tmp_path):
-    repo = train_repo(
-        tmp_path,
-        {
-            "epochs": EPOCHS,
-            "early_stopping_patience": EPOCHS,  # run every epoch: the kill must land mid-run
-            "hidden_units": [8],
-            "batch_size": 32,
-            # The other controls ride along, so the real entry point exercises them too.
-            "loss": "focal",
-            "l2": 0.0001,
-            "reduce_lr_patience": 3,
-            "deterministic": True,
-        },
-    )
-    first = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.train"],
-        cwd=repo.root,
-        env=repo.env(),
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    logged, lines = [], []
-    try:
-        for line in first.stderr:
-            lines.append(line)
-            if match := EPOCH_LINE.search(line):
-                logged.append(int(match[1]))
-                if logged[-1] == 2:
-                    break
-    finally:
-        first.send_signal(signal.SIGKILL)  # a no-op if it already ended
-        first.wait(timeout=60)
-        first.stderr.close()
-    assert first.returncode == -signal.SIGKILL, "".join(lines)[-4000:]
+def _weights(repo) -> list[np.ndarray]:
+    _, keras = tensorflow()
+    model = keras.models.load_model(repo.root / paths.KERAS_MODEL, compile=False)
+    return model.get_weights()
+
+
+def test_a_killed_and_resumed_training_reaches_the_uninterrupted_model(tmp_path):
+    """SIGKILL after epoch 3 (PIPELINE_FAULT_AT), resume: same epochs, same history, same best
+    validation PR-AUC and the same weights as one uninterrupted run with the same seed."""
+    whole = train_repo(tmp_path / "whole", RESUMABLE)
+    whole.python("-m", "pipelines.train", check=True, timeout=300)
+    repo = train_repo(tmp_path / "killed", RESUMABLE)
+    fault = {"PIPELINE_FAULT_AT": f"train:epoch={KILLED_AFTER}"}
+    killed = repo.python("-m", "pipelines.train", env_extra=fault, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-4000:]
+    assert [int(n) for n in EPOCH_LINE.findall(killed.stderr)] == list(range(1, KILLED_AFTER + 1))
     assert (repo.root / paths.TRAIN_BACKUP / "chief" / "checkpoint").exists()
 
     second = repo.python("-m", "pipelines.train", timeout=300)
     assert second.returncode == 0, second.stderr[-4000:]
-    epochs = [int(n) for n in EPOCH_LINE.findall(second.stderr)]
-    resumed = re.search(rf"resuming from the backup at epoch (\d+)/{EPOCHS}", second.stderr)
-    assert resumed, second.stderr[-4000:]
-    # Each epoch's backup is written before its log line, so the restart begins after the
-    # last epoch logged before the kill (or later, if another backup landed in between).
-    assert int(resumed[1]) == epochs[0] > logged[-1] >= 2
-    assert epochs == list(range(epochs[0], EPOCHS + 1))
+    assert f"resuming from the backup at epoch {KILLED_AFTER + 1}/{EPOCHS}" in second.stderr
+    expected = pd.read_csv(whole.root / paths.TRAINING_HISTORY)
     history = pd.read_csv(repo.root / paths.TRAINING_HISTORY)
-    assert history["epoch"].tolist() == epochs
-    assert json.loads((repo.root / paths.TRAIN_REPORT).read_text())["first_epoch"] == epochs[0]
+    assert history["epoch"].tolist() == expected["epoch"].tolist()
+    pd.testing.assert_frame_equal(history, expected, atol=1e-6)
+    report = json.loads((repo.root / paths.TRAIN_REPORT).read_text())
+    uninterrupted = json.loads((whole.root / paths.TRAIN_REPORT).read_text())
+    assert report["first_epoch"] == KILLED_AFTER + 1 and uninterrupted["first_epoch"] == 1
+    for key in ("best_val_pr_auc", "best_epoch", "epochs_run"):
+        assert report[key] == pytest.approx(uninterrupted[key], abs=1e-6), key
+    for resumed, straight in zip(_weights(repo), _weights(whole), strict=True):
+        np.testing.assert_allclose(resumed, straight, atol=1e-6)
     assert not (repo.root / paths.TRAIN_BACKUP).exists()  # deleted once training succeeded
     assert any((repo.root / paths.TENSORBOARD).rglob("events.out.tfevents.*"))
 

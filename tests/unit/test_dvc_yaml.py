@@ -15,6 +15,7 @@ ORDER = [
     "ingest",
     "validate",
     "split",
+    "tune",
     "rebalance",
     "augment",
     "train",
@@ -100,6 +101,9 @@ def pipeline_imports(module: str) -> set[str]:
 # Imports that run only once a stage has failed (recording the failure in MLflow), so they
 # cannot change its outputs and must not invalidate every stage when they change.
 FAILURE_ONLY = {("stage", "tracking")}
+# Checks that refuse to start a stage (locks, parent death, input hashes) but never change what
+# it writes: a change to them must not rerun every stage either.
+GUARD_ONLY = {("stage", "run_guard"), ("stage", "integrity")}
 
 
 def closure(roots: list[str]) -> set[str]:
@@ -108,7 +112,9 @@ def closure(roots: list[str]) -> set[str]:
         module = todo.pop()
         if module not in seen:
             seen.add(module)
-            todo += [m for m in pipeline_imports(module) if (module, m) not in FAILURE_ONLY]
+            todo += [
+                m for m in pipeline_imports(module) if (module, m) not in FAILURE_ONLY | GUARD_ONLY
+            ]
     return seen
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipelines import augment, paths, quantize, rebalance
+from pipelines import augment, paths, quantize, rebalance, tune
 from pipelines import train as train_stage
 from pipelines.cleaning import clean_rows
 from pipelines.config import QuantizeParams, load_params
@@ -31,6 +31,7 @@ def project(tmp_path, monkeypatch, frame, schema, validate_params):
     for path in (paths.SPLIT_TRAIN, paths.SPLIT_VAL, paths.SPLIT_TEST):
         path.parent.mkdir(parents=True, exist_ok=True)
         clean.to_parquet(path)
+    tune.main()  # tune.enabled is false: the TunedConfig contract repeats params.yaml
     return tmp_path
 
 
@@ -61,6 +62,14 @@ def test_dvc_graph_gives_them_no_validation_or_test_input():
     for name in ("rebalance", "augment"):
         assert not forbidden & set(stages[name]["deps"])
     assert str(paths.SPLIT_TEST) not in stages["train"]["deps"]
+    assert str(paths.SPLIT_TEST) not in stages["tune"]["deps"]
+
+
+def test_tune_reads_only_train_and_validation(project, monkeypatch):
+    """Tuning chooses on validation: the test split is never even read."""
+    reads = record_reads(monkeypatch, tune)
+    tune.main()
+    assert reads == [paths.SPLIT_TRAIN, paths.SPLIT_VAL]
 
 
 def test_flipped_validation_and_test_labels_leave_rebalance_and_augment_unchanged(project):
@@ -188,8 +197,27 @@ def test_rebalance_always_hands_training_the_class_weights_contract(project, str
     params = yaml.safe_load(Path("params.yaml").read_text())
     params["rebalance"]["strategy"] = strategy
     Path("params.yaml").write_text(yaml.safe_dump(params))
+    tune.main()
     rebalance.main()
     weights = ClassWeights.load().for_keras()
     assert (weights is not None) == weighted
     if weighted:
         assert set(weights) == {0, 1} and weights[1] > weights[0]
+
+
+def test_small_data_cross_validation_never_sees_a_test_row(project, monkeypatch, frame, schema):
+    """evaluate's CV estimate folds train + validation only."""
+    from pipelines import analyses, crossval
+
+    pools = []
+    monkeypatch.setattr(crossval, "cross_validate", lambda pool, *args: pools.append(pool) or {})
+    monkeypatch.setattr(analyses.intervals, "cv_estimate", lambda cv: "")
+    params = load_params()
+    evaluate = params.evaluate.model_copy(update={"cv": "on", "shap_rows": 0})
+    splits = {"train": frame.iloc[:200], "val": frame.iloc[200:300], "test": frame.iloc[300:]}
+    report = {"threshold": 0.5}
+    analyses.analyses(
+        report, {}, splits, None, schema, params.model_copy(update={"evaluate": evaluate})
+    )
+    (pool,) = pools
+    assert set(pool["row_id"]) == set(frame["row_id"].iloc[:300])

@@ -13,7 +13,7 @@ import yaml
 
 from pipelines import orchestration
 from pipelines.errors import PipelineError
-from pipelines.ingest import list_partitions
+from pipelines.sources import list_partitions
 from pipelines.validate import validate
 
 REPO = Path(__file__).resolve().parents[2]

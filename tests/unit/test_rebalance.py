@@ -10,7 +10,7 @@ from pipelines.cleaning import clean_rows
 from pipelines.config import RebalanceParams
 from pipelines.errors import PipelineError
 from pipelines.origin import ORIGIN_COLUMN
-from pipelines.rebalance import STRATEGIES, class_weights, rebalance
+from pipelines.rebalancing import STRATEGIES, class_weights, rebalance
 from tests.conftest import make_frame
 
 OVERSAMPLERS = ["smote", "smote_nc", "borderline_smote", "adasyn", "smote_tomek", "smote_enn"]
