@@ -43,7 +43,9 @@ def main() -> None:
         print(f"{stage:<10} {len(checked):>6} {size / 2**20:>8.2f} {best * 1000:>8.1f}")
     print(f"{'all':<10} {'':>6} {total_bytes / 2**20:>8.2f} {total_seconds * 1000:>8.1f}")
     if total_seconds:
-        print(f"throughput {total_bytes / 2**20 / total_seconds:.0f} MB/s (dvc.yaml and dvc.lock parsing included)")
+        print(
+            f"throughput {total_bytes / 2**20 / total_seconds:.0f} MB/s (dvc.yaml and dvc.lock parsing included)"
+        )
 
 
 if __name__ == "__main__":

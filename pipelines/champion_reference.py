@@ -21,9 +21,10 @@ from pydantic import BaseModel, ConfigDict
 
 from pipelines import drift, paths
 from pipelines.config import DataParams
+from pipelines.datasets import reference_path
 from pipelines.errors import PipelineError
 from pipelines.io import read_json, read_parquet
-from pipelines.schema import Schema, reference_path
+from pipelines.schema import Schema
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

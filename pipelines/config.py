@@ -7,6 +7,7 @@ documented once, in the comments of ``params.yaml``; the models here state types
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -29,8 +30,17 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# A dataset's name becomes file names (its schema, its drift reference).
+DATASET_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
 class DataParams(Section):
     source: str = Field(description="A file, a folder of partitions, or s3://bucket/prefix")
+    # Params fills it from register.model_name when params.yaml leaves it null; only a
+    # DataParams built by hand has None (pipelines.datasets then keys on the source's name).
+    name: str | None = Field(
+        None, pattern=DATASET_NAME, description="The dataset's identity: owns schema, reference"
+    )
     target: str = Field(min_length=1, description="Label column")
     positive_label: int | float | str | bool = Field(description="Value of the positive class")
 
@@ -284,6 +294,10 @@ class RegisterParams(Section):
         None, ge=0, le=1, description="1 - recall/FPR ratio across sensitive groups; null: off"
     )
 
+    # Defaults (params.yaml's values) so that code building a gate policy need not name them.
+    lock_wait_s: float = Field(1800, ge=0, description="Wait this long for the registry lock")
+    lock_stale_s: float = Field(7200, gt=0, description="A registry lock older than this is reaped")
+
 
 class ScoreParams(Section):
     chunk_rows: PositiveInt = Field(description="rows read, admitted and scored at a time")
@@ -315,6 +329,20 @@ class Params(Section):
     register_: RegisterParams = Field(alias="register")
     score: ScoreParams
     monitor: MonitorParams
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dataset_named_after_model(cls, raw: object) -> object:
+        """``data.name: null`` means the registered model's name (made file-name safe)."""
+        if not isinstance(raw, dict):
+            return raw
+        data, register = raw.get("data"), raw.get("register")
+        if isinstance(data, dict) and data.get("name") is None and isinstance(register, dict):
+            model_name = str(register.get("model_name") or "")
+            slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", model_name).strip("_.-")
+            if slug:
+                raw = raw | {"data": data | {"name": slug}}
+        return raw
 
 
 def _describe(error: ValidationError, source: Path) -> str:

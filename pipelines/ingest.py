@@ -1,7 +1,9 @@
 """Ingest: read the source (file, folder of partitions, or s3:// prefix) and snapshot it.
 
 CSV and Parquet are read; partitions may list their columns in any order but must share
-one column set. The snapshot is a single Parquet file, the versioned raw input of the run.
+one column set. The snapshot is a single Parquet file, the versioned raw input of the run. Personal columns
+(by name, by the dataset's schema, or by their values) are pseudonymised before it is written
+(``pipelines.personal_data``), so no clear personal datum is ever persisted or pushed.
 S3 uses boto3's standard credential chain; ``AWS_ENDPOINT_URL`` selects an S3-compatible
 store.
 """
@@ -16,11 +18,13 @@ from pathlib import PurePosixPath
 import pandas as pd
 import pyarrow
 
-from pipelines import paths
+from pipelines import paths, personal_data
 from pipelines.config import DataParams, IngestParams, load_params
+from pipelines.datasets import schema_path
 from pipelines.errors import PipelineError
 from pipelines.io import write_json_atomic, write_parquet_atomic
 from pipelines.reports import headline, write_results
+from pipelines.schema import load_schema
 from pipelines.sources import READABLE_SUFFIXES, SourceFile, list_source_files
 from pipelines.stage import run_stage
 
@@ -85,11 +89,13 @@ def ingest(data: DataParams, cfg: IngestParams) -> tuple[pd.DataFrame, dict]:
         raise PipelineError(
             f"data.target: column {data.target!r} not in {data.source} (columns: {list(snapshot.columns)})"
         )
+    snapshot, found = pseudonymised(snapshot, data)
     report = {
         "rows": len(snapshot),
         "columns": snapshot.shape[1],
         "files": len(files),
         "bytes": sum(len(f.payload) for f in files),
+        "pii_columns": found,
         "partitions": [
             {
                 "file": source_file.name,
@@ -100,6 +106,22 @@ def ingest(data: DataParams, cfg: IngestParams) -> tuple[pd.DataFrame, dict]:
         ],
     }
     return snapshot, report
+
+
+def pseudonymised(snapshot: pd.DataFrame, data: DataParams) -> tuple[pd.DataFrame, dict]:
+    """The snapshot with its personal columns pseudonymised, and why each one was.
+
+    The dataset's schema is read for its ``pii: true`` flags but is no DVC dependency (it is
+    validate's output: a cycle); validate hashes flagged columns itself meanwhile."""
+    path = schema_path(data)
+    flagged = load_schema(path).pii if path.exists() else []
+    found = personal_data.personal_columns(snapshot, flagged, exclude=[data.target])
+    if not found:
+        return snapshot, found
+    for name, why in found.items():
+        log.warning("column %r holds personal data (%s): pseudonymised at ingest", name, why)
+    key = personal_data.pseudonym_key()
+    return personal_data.pseudonymise(snapshot, found, key), found
 
 
 def main() -> None:

@@ -3,8 +3,9 @@
 ``data/validated/accepted.json`` lists, per partition of the raw snapshot, its file, content
 hash and how many of its rows went to the clean and quarantine outputs (which hold the
 partitions in order). A partition whose hash is unchanged is not validated again: its slices
-of the previous outputs are reused. The ledger holds a fingerprint of the schema, the validate
-params and the PII salt; any change to them revalidates everything.
+of the previous outputs are reused. The ledger holds a fingerprint of the dataset's name, the
+schema, the validate params and the PII salt; any change to them revalidates everything, so
+outputs of one dataset are never reused for another.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from pipelines.schema import Schema
 log = logging.getLogger(__name__)
 
 
-def validation_fingerprint(schema: Schema, cfg: ValidateParams, salt: str) -> str:
+def validation_fingerprint(schema: Schema, cfg: ValidateParams, salt: str, dataset: str) -> str:
     """What accepted partitions were validated under; any change revalidates everything."""
     basis = {
+        "dataset": dataset,
         "schema": schema.model_dump(mode="json"),
         "validate": cfg.model_dump(mode="json", exclude={"drift_warn", "drift_fail"}),
         "salt": hashlib.sha256(salt.encode()).hexdigest() if cfg.pii_policy == "hash" else "",
@@ -46,7 +48,9 @@ def accepted_partitions(fingerprint: str) -> dict[str, dict]:
         return {}
     ledger = read_json(paths.ACCEPTED_PARTITIONS)
     if ledger.get("fingerprint") != fingerprint:
-        log.info("schema or validate params changed since the last run: revalidating everything")
+        log.info(
+            "dataset, schema or validate params changed since the last run: revalidating everything"
+        )
         return {}
     if not (paths.CLEAN.exists() and paths.QUARANTINE.exists()):
         return {}

@@ -27,7 +27,7 @@ HASHED_DATA = {
     "val": paths.SPLIT_VAL,
     "test": paths.SPLIT_TEST,
 }
-DVC_LOCK = Path("dvc.lock")
+DVC_LOCK = paths.DVC_LOCK
 # Each stage's (report, headline metrics file). The run's metrics are every number of the
 # reports, so the MLflow compare view has the detail that `dvc metrics show` leaves out.
 STAGE_RESULTS = {
@@ -78,17 +78,24 @@ def dvc_output_hashes(lock: Path = DVC_LOCK) -> dict[str, str]:
     return hashes
 
 
-def lineage_tags(params: Params) -> dict[str, str]:
-    """The run's lineage: commit and dirty flag, params hash, data MD5s, DVC hashes, Airflow."""
+def execution_lineage(params: Params) -> dict[str, str]:
+    """What makes two attempts one execution: the code commit, the params' hash and the data
+    files' MD5s. A retry continues a run only when these are unchanged (pipelines.tracking)."""
     params_json = json.dumps(params.model_dump(mode="json", by_alias=True), sort_keys=True)
     tags = {
         "git_commit": git_commit(),
-        "git_dirty": str(bool(_git("status", "--porcelain", "--untracked-files=no"))).lower(),
         "params_sha256": hashlib.sha256(params_json.encode()).hexdigest(),
     }
     for name, path in HASHED_DATA.items():
         if path.exists():
             tags[f"data.{name}.md5"] = file_md5(path)
+    return tags
+
+
+def lineage_tags(params: Params) -> dict[str, str]:
+    """The run's lineage: commit and dirty flag, params hash, data MD5s, DVC hashes, Airflow."""
+    tags = execution_lineage(params)
+    tags["git_dirty"] = str(bool(_git("status", "--porcelain", "--untracked-files=no"))).lower()
     tags |= dvc_output_hashes()
     for key in ("AIRFLOW_CTX_DAG_ID", "AIRFLOW_CTX_DAG_RUN_ID"):
         if os.environ.get(key):
@@ -98,6 +105,29 @@ def lineage_tags(params: Params) -> dict[str, str]:
         if os.environ.get(key):
             tags[f"retrain.{key.rsplit('_', 1)[1].lower()}"] = os.environ[key]
     return tags
+
+
+def lineage_key(params: Params, fingerprint: str) -> str:
+    """What makes a model version the same one: the commit (and the uncommitted diff, if
+    any), the params, the data's content hashes and DVC's output hashes (which cover every
+    stage's code deps) and the model's fingerprint. Not who scheduled it, and not register's
+    own outputs, which differ on every run, nor the registry lock's timings."""
+    tags = lineage_tags(params)
+    identity = {
+        key: value
+        for key, value in tags.items()
+        if key not in ("dag_id", "dag_run_id") and not key.startswith("dvc.register.")
+    }
+    values = params.model_dump(mode="json", by_alias=True)
+    for knob in ("lock_wait_s", "lock_stale_s"):
+        values["register"].pop(knob, None)
+    identity["params_sha256"] = hashlib.sha256(
+        json.dumps(values, sort_keys=True).encode()
+    ).hexdigest()
+    identity["model_fingerprint"] = fingerprint
+    if tags["git_dirty"] == "true":
+        identity["git_diff"] = hashlib.sha256(_git("diff", "HEAD").encode()).hexdigest()
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def log_run_contents(params: Params) -> None:
@@ -130,6 +160,10 @@ def log_run_contents(params: Params) -> None:
     mlflow.log_artifacts(str(paths.PLOT_IMAGES), "plots")
     mlflow.log_artifacts(str(paths.DATA_DOCS), "data_docs")
     mlflow.log_artifact(str(paths.ENFORCED_SCHEMA), "schema")
+    # The data version of this run: `python -m pipelines.registry checkout` restores it.
+    for anchor in (DVC_LOCK, paths.PARAMS):
+        if anchor.exists():
+            mlflow.log_artifact(str(anchor), "lineage")
     mlflow.log_artifact(str(paths.TFLITE_MODEL), "tflite")
     mlflow.log_artifact(str(paths.QUANTIZE_TABLE), "tflite")
     mlflow.log_artifact(str(paths.KERAS_MODEL), "float_model")

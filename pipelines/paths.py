@@ -13,6 +13,9 @@ DVC_YAML = Path("dvc.yaml")
 DVC_CACHE = Path(".dvc") / "cache" / "files" / "md5"
 # The pipeline and stage locks (pipelines.run_guard): DVC's own scratch folder, never committed.
 RUN_LOCKS = Path(".dvc") / "tmp" / "pipeline-locks"
+# This checkout's pseudonym key when $PIPELINE_PII_KEY is unset (pipelines.personal_data);
+# secret: gitignored, never a DVC output.
+PII_KEY = Path(".pii.key")
 DATA = Path("data")
 
 LANDING = DATA / "landing"

@@ -1,11 +1,14 @@
 """Promotion: the registered model's aliases and their audit trail.
 
 Whether a challenger replaces ``@champion`` is ``pipelines.champion_gate``'s decision. Every
-move of an alias goes through :func:`move_alias`, which appends one event to the registered
-model's tags (``audit.00001``, ``audit.00002``, ...; an index is never rewritten) and so keeps
-the history MLflow itself does not: which version served when, and why, with the gate's
-paired comparison. :func:`rollback` walks that history back one champion, after
-:func:`check_serves`.
+move of an alias goes through :func:`move_alias`, one recoverable transaction: the intent is
+recorded first in the append-only audit record (``pipelines.audit``), then the alias moves,
+the version is tagged with the gate's decision, and the intent is marked done. A process
+that dies midway leaves a pending intent, which :func:`settle_intents` (run by
+``pipelines.reconcile`` on the next start, under the registry lock) completes when the alias
+did move and abandons when it did not, so history records every move exactly once. A move to
+the version that already holds the alias is no move and records nothing. :func:`rollback`
+walks the history back one champion, after :func:`check_serves`.
 
 Register runs the gate; ``python -m pipelines.registry`` is the command line for history,
 versions and rollback.
@@ -13,19 +16,18 @@ versions and rollback.
 
 from __future__ import annotations
 
-import getpass
 import json
 import logging
 import tempfile
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from pipelines import plots
+from pipelines import audit, faults, plots
 from pipelines.champion_gate import GATE_METRICS
 from pipelines.errors import PipelineError, brief
+from pipelines.stage import deferred_termination, raise_if_terminated
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -34,13 +36,12 @@ log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-AUDIT_PREFIX = "audit."
+DECISION_TAG = "gate_decision"
 
 
 def history(client: MlflowClient, name: str) -> list[dict]:
-    """Every recorded alias change of ``name``, oldest first."""
-    tags = client.get_registered_model(name).tags
-    return [json.loads(tags[key]) for key in sorted(k for k in tags if k.startswith(AUDIT_PREFIX))]
+    """Every alias change of ``name`` that happened, oldest first (see ``pipelines.audit``)."""
+    return audit.events(client, name)
 
 
 def alias_holder(client: MlflowClient, name: str, alias: str) -> str | None:
@@ -64,30 +65,70 @@ def move_alias(
     git_commit: str,
     metrics: dict[str, dict] | None = None,
     comparison: dict | None = None,
-) -> dict:
-    """Point ``alias`` at ``version`` and append the change to the audit trail, with the
-    champion gate's paired ``comparison`` (difference, interval, test) when there was one."""
+    decision: str | None = None,
+) -> dict | None:
+    """Point ``alias`` at ``version`` as one audited transaction (see the module doc), with
+    the champion gate's paired ``comparison`` when there was one; ``decision`` is also tagged
+    on the version as ``gate_decision``. Returns the event, or None when ``version`` held the
+    alias already (nothing moved, nothing recorded). Call with the registry lock held."""
     previous = alias_holder(client, name, alias)
-    client.set_registered_model_alias(name, alias, version)
+    if previous == str(version):
+        log.info("%s v%s holds @%s already; nothing to move", name, version, alias)
+        if decision:
+            client.set_model_version_tag(name, str(version), DECISION_TAG, decision)
+        return None
     event = {
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "action": action,
         "alias": alias,
         "from_version": previous,
         "to_version": str(version),
+        "decision": decision,
         "reason": reason,
         "metrics": metrics or {},
-        **({"comparison": comparison} if comparison else {}),
+        "comparison": comparison or {},
         "run_id": run_id,
         "git_commit": git_commit,
-        "user": _user(),
     }
-    index = len(history(client, name)) + 1
-    while f"{AUDIT_PREFIX}{index:05d}" in client.get_registered_model(name).tags:
-        index += 1
-    client.set_registered_model_tag(name, f"{AUDIT_PREFIX}{index:05d}", json.dumps(event))
+    raise_if_terminated()  # a SIGTERM that was swallowed somewhere still stops the commit
+    intent = audit.begin(client, name, event)
+    faults.point("after_intent")
+    with deferred_termination():
+        _commit(client, name, event, intent)
     log.info("%s @%s: v%s -> v%s (%s)", name, alias, previous, version, reason)
     return event
+
+
+def _commit(
+    client: MlflowClient, name: str, event: dict, intent: str, note: str | None = None
+) -> None:
+    """Move the alias, tag the decision, mark the intent done; each step may be repeated."""
+    version = event["to_version"]
+    if alias_holder(client, name, event["alias"]) != version:
+        client.set_registered_model_alias(name, event["alias"], version)
+    faults.point("after_alias")
+    if event.get("decision"):
+        client.set_model_version_tag(name, version, DECISION_TAG, event["decision"])
+    audit.finish(client, intent, note)
+    faults.point("after_audit")
+
+
+def settle_intents(client: MlflowClient, name: str) -> None:
+    """Complete or abandon the intents a dead process left. Call with the registry lock
+    held: then no live process is between recording an intent and finishing it."""
+    for intent, event in audit.pending(client, name):
+        if event is None:
+            audit.abandon(client, intent, "interrupted before the intent was fully recorded")
+            continue
+        holder = alias_holder(client, name, event["alias"])
+        moved = f"@{event['alias']} v{event['from_version'] or '-'} -> v{event['to_version']}"
+        if holder == event["to_version"]:
+            log.warning("%s: completing the interrupted move %s", name, moved)
+            _commit(client, name, event, intent, note="completed after an interruption")
+        else:
+            log.warning(
+                "%s: abandoning the interrupted move %s (alias on v%s)", name, moved, holder
+            )
+            audit.abandon(client, intent, f"interrupted before the alias moved; it is on v{holder}")
 
 
 def champion_lineage(events: list[dict]) -> list[str]:
@@ -118,8 +159,12 @@ def rollback(client: MlflowClient, name: str, git_commit: str, run_id: str | Non
             f"(recorded champions: {stack or 'none'})"
         )
     target = stack[-2]
+    if target == current:
+        raise PipelineError(
+            f"registered model {name!r}: v{current} is already @champion; nothing to roll back"
+        )
     check_serves(client, name, target)
-    return move_alias(
+    event = move_alias(
         client,
         name,
         CHAMPION,
@@ -130,6 +175,8 @@ def rollback(client: MlflowClient, name: str, git_commit: str, run_id: str | Non
         git_commit=git_commit,
         metrics={v: version_metrics(client, name, v) for v in (current, target)},
     )
+    assert event is not None  # target differs from the holder, checked above
+    return event
 
 
 def registered_by_pipeline(client: MlflowClient, name: str, version: str) -> bool:
@@ -180,7 +227,7 @@ def versions_table(client: MlflowClient, name: str) -> pd.DataFrame:
                 "test_pr_auc": float(tags.get("test_pr_auc", "nan")),
                 "test_recall": float(tags.get("test_recall", "nan")),
                 "test_ece": float(tags.get("test_ece", "nan")),
-                "gate_decision": tags.get("gate_decision", ""),
+                "gate_decision": tags.get(DECISION_TAG, ""),
                 "quantization": tags.get("quantization", ""),
                 "was_champion": str(version.version) in served,
                 "champion_now": str(version.version) == champion,
@@ -225,10 +272,3 @@ def log_audit_artifacts(client: MlflowClient, name: str, run_id: str) -> None:
         client.log_artifact(run_id, str(folder / "alias_history.json"), "audit")
         client.log_artifact(run_id, str(folder / "model_versions.csv"), "audit")
         client.log_artifact(run_id, str(folder / "model_versions.png"), "audit")
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"

@@ -18,9 +18,13 @@ models, decide, record. What the run records lives in ``pipelines.lineage``, the
 pyfunc in ``pipelines.packaging``, the decision in ``pipelines.champion_gate``, and the
 aliases and their audit in ``pipelines.promotion``.
 
-Crash safety: the version is tagged with the run id and a hash of the model files, so a
-rerun after a crash finds it instead of registering a duplicate; an alias is only set after
-the version has loaded from the registry and scored the test split.
+Crash safety and concurrency: it all runs under the registry lock (``pipelines.registry_lock``)
+after ``pipelines.reconcile`` settled what a killed register or rollback left. A version is
+found by its ``lineage_key`` (code, params, data hashes, model fingerprint), so a rerun with
+nothing changed, or a retry after a crash, registers no duplicate and gates nothing twice.
+An alias is set only after the version loaded from the registry and scored the test split,
+as one recoverable transaction (``pipelines.promotion``). DVC outputs are deleted first: a
+killed register is never "up to date".
 """
 
 from __future__ import annotations
@@ -31,15 +35,32 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from pipelines import champion_gate, champion_reference, gates, paths, promotion, tracking
+from pipelines import (
+    champion_gate,
+    champion_reference,
+    faults,
+    gates,
+    paths,
+    promotion,
+    reconcile,
+    tracking,
+)
 from pipelines.champion_gate import GATE_METRICS, Decision, GateMetrics
 from pipelines.config import Params, RegisterParams, load_params
 from pipelines.contracts import DecisionThreshold, Disparity, ServedVariant
+from pipelines.datasets import check_outputs_current
 from pipelines.errors import PipelineError, brief
 from pipelines.io import read_parquet
-from pipelines.lineage import file_md5, git_commit, log_run_contents, model_fingerprint
+from pipelines.lineage import (
+    file_md5,
+    git_commit,
+    lineage_key,
+    log_run_contents,
+    model_fingerprint,
+)
 from pipelines.packaging import log_pyfunc
-from pipelines.promotion import CHALLENGER, CHAMPION
+from pipelines.promotion import CHALLENGER, CHAMPION, DECISION_TAG
+from pipelines.registry_lock import held
 from pipelines.reports import headline, write_results
 from pipelines.schema import Schema, load_enforced_schema
 from pipelines.stage import run_stage
@@ -100,47 +121,70 @@ def predict(model_uri: str, test: pd.DataFrame, schema: Schema) -> pd.DataFrame:
 
 
 def register(params: Params) -> dict:
-    """Log, register and gate; the MLflow run ends FINISHED, or FAILED/KILLED on an error."""
+    """Under the registry lock: settle what a killed run left, then log, register (or find
+    this lineage's version) and gate; the MLflow run ends FINISHED, or FAILED/KILLED."""
     import mlflow
 
     cfg = params.register_
+    inputs = read_inputs(params)
+    for output in (paths.REGISTER_REPORT, paths.REGISTER_METRICS):
+        output.unlink(missing_ok=True)
     client = tracking.client()
     experiment = tracking.experiment_id(client, cfg.experiment_name)
-    run_id = tracking.open_lineage_run(client, experiment, run_name=f"retrain-{cfg.model_name}")
-    mlflow.start_run(run_id=run_id)
+    from mlflow.exceptions import MlflowException
+
     try:
-        result = _register_in_run(params, client, run_id)
-    except BaseException as exc:
-        tracking.end_active_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
-        raise
-    if result.get("champion_error"):
-        tracking.end_active_run("FAILED")
-    else:
-        mlflow.end_run()
-        tracking.close_lineage_run(client, run_id, "FINISHED")
+        with held(client, cfg.model_name, cfg.lock_wait_s, cfg.lock_stale_s):
+            reconcile.settle(client, cfg.model_name, experiment)
+            run_id = tracking.open_lineage_run(client, experiment, f"retrain-{cfg.model_name}")
+            mlflow.start_run(run_id=run_id)
+            try:
+                result = _register_in_run(params, client, run_id, inputs)
+            except BaseException as exc:
+                interrupted = isinstance(exc, KeyboardInterrupt)
+                tracking.end_active_run("KILLED" if interrupted else "FAILED")
+                raise
+            if result.get("champion_error"):
+                tracking.end_active_run("FAILED")
+            else:
+                mlflow.end_run()
+                tracking.close_lineage_run(client, run_id, "FINISHED")
+    except MlflowException as exc:
+        raise tracking.mlflow_error(exc, f"registering {cfg.model_name!r}") from exc
     return result
 
 
 def read_inputs(params: Params) -> Inputs:
     """The earlier stages' outputs register needs, read once."""
+    test = read_parquet(paths.SPLIT_TEST)
+    check_outputs_current(params.data, test)
     return Inputs(
         schema=load_enforced_schema(),
-        test=read_parquet(paths.SPLIT_TEST),
+        test=test,
         threshold=DecisionThreshold.load(),
         served=ServedVariant.load(),
     )
 
 
-def _register_in_run(params: Params, client: MlflowClient, run_id: str) -> dict:
+def _register_in_run(params: Params, client: MlflowClient, run_id: str, inputs: Inputs) -> dict:
+    import mlflow
+
     cfg = params.register_
-    inputs = read_inputs(params)
-    version = _logged_version(params, client, run_id, inputs)
+    fingerprint = model_fingerprint(inputs.threshold.threshold)
+    key = lineage_key(params, fingerprint)
+    reconcile.reject_ungated(client, cfg.model_name, key)
+    version = _logged_version(params, client, run_id, inputs, key, fingerprint)
     number = str(version.version)
-    if "gate_decision" in version.tags:
+    if DECISION_TAG in version.tags:
         log.info(
-            "v%s was gated already (@%s); nothing to move", number, version.tags["gate_decision"]
+            "v%s has this lineage (code, data, params, model) and was gated already (@%s); "
+            "nothing registered, no alias moved",
+            number,
+            version.tags[DECISION_TAG],
         )
+        mlflow.set_tags({"register.reused_version": number, "stage.register": "done"})
         return _recorded_result(version, run_id)
+    faults.point("after_version")
     gate = _run_gate(client, params, number, inputs)
     _record_gate(client, cfg, number, run_id, gate)
     log.info("%s v%s -> @%s: %s", cfg.model_name, number, gate.alias, gate.reason)
@@ -162,20 +206,22 @@ def _register_in_run(params: Params, client: MlflowClient, run_id: str) -> dict:
 
 
 def _logged_version(
-    params: Params, client: MlflowClient, run_id: str, inputs: Inputs
+    params: Params, client: MlflowClient, run_id: str, inputs: Inputs, key: str, fingerprint: str
 ) -> ModelVersion:
-    """Log the run's contents and register this run's model, or find it registered by a
-    crashed attempt of the same run."""
+    """The version of this lineage: found when registered already (a rerun, or a retry
+    after a crash), else registered after logging the run's contents."""
     from mlflow.exceptions import MlflowException
 
     cfg = params.register_
-    fingerprint = model_fingerprint(inputs.threshold.threshold)
     try:
+        version = reconcile.find_version(client, cfg.model_name, key)
+        if version is not None and DECISION_TAG in version.tags:
+            return version
         log_run_contents(params)
-        version = _find_version(client, cfg.model_name, run_id, fingerprint)
         if version is None:
-            return _register_version(params, inputs, run_id, fingerprint)
-        log.info("v%s of this run is registered already (a retry); reusing it", version.version)
+            faults.point("before_version")
+            return _register_version(params, inputs, run_id, key, fingerprint)
+        log.info("v%s of this lineage is registered already (a retry); reusing it", version.version)
         return version
     except MlflowException as exc:
         raise tracking.mlflow_error(exc, f"registering {cfg.model_name!r}") from exc
@@ -189,7 +235,7 @@ def _run_gate(client: MlflowClient, params: Params, number: str, inputs: Inputs)
     try:
         challenged = predict(f"models:/{name}/{number}", inputs.test, inputs.schema)
     except Exception as exc:
-        client.set_model_version_tag(name, number, "gate_decision", "unservable")
+        client.set_model_version_tag(name, number, DECISION_TAG, "unservable")
         raise PipelineError(
             f"{name} v{number} does not load from the registry and predict the test "
             f"split ({type(exc).__name__}: {exc}); no alias was moved"
@@ -252,9 +298,9 @@ def _record_gate(
         git_commit=git_commit(),
         metrics={number: challenger, **({gate.champion_version: champion} if champion else {})},
         comparison=gate.comparison,
+        # Tagged inside the move's transaction: it tells a retry the gate ran for the version.
+        decision=gate.alias,
     )
-    # Last: its presence tells a retry that the gate has run for this version.
-    client.set_model_version_tag(name, number, "gate_decision", gate.alias)
     logged = {f"gate.challenger_{k}": v for k, v in challenger.items()}
     logged |= {f"gate.champion_{k}": v for k, v in champion.items()} if champion else {}
     paired = gate.decision.comparison
@@ -281,8 +327,9 @@ def _recorded_result(version: ModelVersion, run_id: str) -> dict:
     return {
         "model_name": version.name,
         "version": int(version.version),
-        "alias": tags["gate_decision"],
-        "promoted": tags["gate_decision"] == CHAMPION,
+        "reused": True,
+        "alias": tags[DECISION_TAG],
+        "promoted": tags[DECISION_TAG] == CHAMPION,
         "reason": tags.get("gate_reason", ""),
         "run_id": run_id,
         "challenger": {k: float(tags[f"test_{k}"]) for k in GATE_METRICS},
@@ -292,24 +339,8 @@ def _recorded_result(version: ModelVersion, run_id: str) -> dict:
     }
 
 
-def _find_version(
-    client: MlflowClient, name: str, run_id: str, fingerprint: str
-) -> ModelVersion | None:
-    """A version this run registered before a crash, holding the same model."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        candidates = client.search_model_versions(f"name='{name}' and tags.run_id='{run_id}'")
-    except MlflowException:
-        return None  # the registered model does not exist yet
-    for version in candidates:
-        if version.tags.get("model_fingerprint") == fingerprint:
-            return client.get_model_version(name, version.version)
-    return None
-
-
 def _register_version(
-    params: Params, inputs: Inputs, run_id: str, fingerprint: str
+    params: Params, inputs: Inputs, run_id: str, key: str, fingerprint: str
 ) -> ModelVersion:
     import mlflow
 
@@ -322,6 +353,7 @@ def _register_version(
         params.register_.model_name,
         tags={
             "run_id": run_id,
+            reconcile.LINEAGE_TAG: key,
             "model_fingerprint": fingerprint,
             "data_md5": file_md5(paths.CLEAN),
             "test_split_md5": file_md5(paths.SPLIT_TEST),

@@ -105,11 +105,12 @@ class EpochState:
         if self.dir is None or not self.writes:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
+        _, keras = tensorflow()  # get_value reads a distributed variable too
         stopper = self.early_stopping
         state = {
             "epoch": epoch,
             "rows": self.rows,
-            "lr": float(np.asarray(stopper.model.optimizer.learning_rate)),
+            "lr": float(keras.backend.get_value(stopper.model.optimizer.learning_rate)),
             "early_stopping": _fields(stopper, "wait", "best", "best_epoch", "stopped_epoch"),
             "reduce_lr": _fields(self.reduce_lr, "wait", "best", "cooldown_counter"),
         }

@@ -143,22 +143,6 @@ def _map_distinct(series: pd.Series, function) -> pd.Series:
     return pd.Series(mapped[codes], index=series.index, dtype="object")
 
 
-def dataset_slug(data: DataParams) -> str:
-    """A file-name-safe name for a dataset, from its source and target, so datasets never mix."""
-    stem = data.source.rstrip("/").removeprefix("s3://")
-    stem = re.sub(r"\.(csv|parquet|pq)$", "", stem.split("/")[-1] or stem, flags=re.I)
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{stem}__{data.target}").strip("_.")
-
-
-def schema_path(data: DataParams) -> Path:
-    return paths.SCHEMAS / f"{dataset_slug(data)}.yaml"
-
-
-def reference_path(data: DataParams) -> Path:
-    """The drift reference profile of a dataset (see ``pipelines.drift``)."""
-    return paths.REFERENCE / f"{dataset_slug(data)}.json"
-
-
 def column_kind(series: pd.Series) -> Kind:
     if pd.api.types.is_bool_dtype(series):
         return "bool"

@@ -4,7 +4,12 @@ It configures logging once and turns any failure into one line on stderr and a n
 exit, which is what DVC and Airflow show to the user. A pipeline stage's failure is also
 recorded in this execution's MLflow run (``pipelines.tracking``). SIGTERM, which Airflow and
 ``timeout`` send, ends the stage like Ctrl-C, so its run is marked KILLED rather than left
-RUNNING.
+RUNNING. The signal is also remembered: code that catches too much (an ``except
+BaseException``, a handler run where Python can only print an exception) cannot turn a
+terminated stage into a success, because :func:`raise_if_terminated` runs before every
+commit point (an alias move) and the runner exits non-zero whatever ``main()`` returned.
+Inside :func:`deferred_termination` (a commit: alias moved and audited) a SIGTERM waits for
+the block's end, so a transaction is never cut in half by it.
 
 Before a pipeline stage (one of ``dvc.yaml``'s) runs its main(), it ties its life to whoever
 started it, takes the pipeline and stage locks (pipelines.run_guard), removes what an
@@ -19,12 +24,15 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from pipelines import integrity, run_guard
 from pipelines.errors import PipelineError, redact, redact_handlers
 
 log = logging.getLogger(__name__)
+
+_signals = {"terminated": False, "deferred": 0}
 
 
 def configure_logging() -> None:
@@ -62,6 +70,7 @@ def run_stage(name: str, main: Callable[[], None], *, record_failure: bool = Tru
         if record_failure:
             guard(name)
         main()
+        raise_if_terminated()
     except run_guard.RunLocked as exc:
         _fail(name, str(exc), record=False)  # the MLflow run may be the lock holder's
     except PipelineError as exc:
@@ -102,8 +111,28 @@ def guard(name: str) -> None:
     )
 
 
+def raise_if_terminated() -> None:
+    """Raise KeyboardInterrupt if a SIGTERM arrived, even one whose interrupt was swallowed."""
+    if _signals["terminated"]:
+        raise KeyboardInterrupt("terminated by SIGTERM")
+
+
+@contextmanager
+def deferred_termination() -> Iterator[None]:
+    """A block a SIGTERM does not cut: it is acted on when the block ends."""
+    raise_if_terminated()
+    _signals["deferred"] += 1
+    try:
+        yield
+    finally:
+        _signals["deferred"] -= 1
+    raise_if_terminated()
+
+
 def _interrupt(signum: int, frame) -> None:
-    raise KeyboardInterrupt
+    _signals["terminated"] = True
+    if not _signals["deferred"]:
+        raise KeyboardInterrupt
 
 
 def _fail(name: str, reason: str, record: bool, interrupted: bool = False) -> None:

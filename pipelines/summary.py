@@ -10,6 +10,17 @@ from pipelines.io import read_json
 from pipelines.stage import run_stage
 
 
+def schema_line(validate: dict) -> list[str]:
+    """A loud line when validate inferred the schema: nothing checked this data against a
+    reviewed one."""
+    if not validate.get("schema_inferred"):
+        return []
+    return [
+        f"  schema             INFERRED for new dataset {validate.get('dataset')!r}: "
+        f"review and commit {validate['schema']}"
+    ]
+
+
 def render(
     ingest: dict,
     validate: dict,
@@ -34,6 +45,7 @@ def render(
             f"  rows ingested      {ingest['rows']}",
             f"  rows quarantined   {validate['rows_quarantined']}  {validate['quarantined']}",
             *tune_lines(tune or {}),
+            *schema_line(validate),
             f"  test PR-AUC        {with_interval(evaluate, 'pr_auc')}{reliability_note(evaluate)}",
             f"  test ROC-AUC       {with_interval(evaluate, 'roc_auc')}",
             *cv_lines(evaluate),

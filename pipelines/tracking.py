@@ -6,14 +6,19 @@ Which run is "this execution's" run, in order:
    (``AIRFLOW_CTX_*``, set for every task): the run tagged ``pipeline.lineage_id`` with that
    value, found by a search, so tasks on different workers share it without a shared disk;
 2. otherwise (a plain ``dvc repro``), the run named in ``mlflow/lineage.json``, as long as it
-   has not finished; register finishes it and clears the file, so the next execution starts
-   a new run, while a retry after a failure continues the same one.
+   has not finished and its lineage (code commit, params hash, data MD5s:
+   ``pipelines.lineage.execution_lineage``) is unchanged; register finishes it and clears the
+   file, so the next execution starts a new run, while a retry after a failure continues the
+   same one. A run whose lineage has changed since (other data, params or code) is closed
+   FAILED with a ``pipeline.superseded`` tag naming what changed, and a new run opens: its
+   logged params could not be changed anyway.
 
 Stages do not import MLflow while they succeed (its import alone costs seconds): each leaves
 its report and DVC metrics file, and register logs all of them into the run. A stage that
 fails records its error, and its reports, into the same run and marks it FAILED (KILLED when
-it was interrupted). A process killed outright cannot do that, so opening the run also marks
-RUNNING runs of this host whose process is gone as KILLED.
+it was interrupted). A process killed outright cannot do that, so the next register or
+registry command reaps RUNNING runs of this host whose process is gone: FAILED, tagged
+``pipeline.reaped``.
 """
 
 from __future__ import annotations
@@ -28,12 +33,14 @@ from pathlib import Path
 from pipelines import paths
 from pipelines.errors import PipelineError, brief, redact, redact_handlers
 from pipelines.io import write_json_atomic
+from pipelines.lineage import execution_lineage
 
 log = logging.getLogger(__name__)
 
 LINEAGE_TAG = "pipeline.lineage_id"
 HOST_TAG = "pipeline.host"
 PID_TAG = "pipeline.pid"
+REAPED_TAG = "pipeline.reaped"
 LINEAGE_POINTER = paths.MLFLOW_DIR / "lineage.json"
 DEFAULT_EXPERIMENT = "retraining"
 MLFLOW_DEFAULTS = {
@@ -157,22 +164,46 @@ def open_lineage_run(mlflow_client, experiment: str, run_name: str) -> str:
     """The id of this execution's run, created if there is none yet; see the module doc."""
     reap_dead_runs(mlflow_client, experiment)
     key = lineage_id()
-    run_id = (
-        _find_by_lineage(mlflow_client, experiment, key) if key else _pointed_run(mlflow_client)
-    )
+    current = _current_lineage()
+    if key:
+        run_id = _find_by_lineage(mlflow_client, experiment, key)
+    else:
+        run_id = _pointed_run(mlflow_client)
+        if run_id is not None and (changed := lineage_changes(mlflow_client, run_id, current)):
+            supersede(mlflow_client, run_id, changed)
+            run_id = None
     if run_id is None:
         key = key or f"local:{uuid.uuid4().hex}"
-        run = mlflow_client.create_run(experiment, run_name=run_name, tags={LINEAGE_TAG: key})
-        run_id = run.info.run_id
+        tags = {LINEAGE_TAG: key} | current
+        run_id = mlflow_client.create_run(experiment, run_name=run_name, tags=tags).info.run_id
         log.info("MLflow run %s opened for lineage %s", run_id, key)
     else:
         log.info("continuing MLflow run %s of this pipeline execution", run_id)
         mlflow_client.update_run(run_id, status="RUNNING")
+        for name, value in current.items():
+            mlflow_client.set_tag(run_id, name, value)
     if lineage_id() is None:
         write_json_atomic({"tracking_uri": display_uri(), "run_id": run_id}, LINEAGE_POINTER)
     mlflow_client.set_tag(run_id, HOST_TAG, socket.gethostname())
     mlflow_client.set_tag(run_id, PID_TAG, str(os.getpid()))
     return run_id
+
+
+def lineage_changes(mlflow_client, run_id: str, current: dict[str, str]) -> list[str]:
+    """The lineage keys whose value differs between the run and this attempt. A run made
+    before runs carried their lineage, with params logged already, counts as changed."""
+    data = mlflow_client.get_run(run_id).data
+    if current and data.params and "params_sha256" not in data.tags:
+        return ["params_sha256"]
+    return sorted(k for k, v in current.items() if k in data.tags and data.tags[k] != v)
+
+
+def supersede(mlflow_client, run_id: str, changed: list[str]) -> None:
+    """Close an unfinished run that a retry with another lineage cannot continue."""
+    reason = "lineage changed since this run's last attempt: " + ", ".join(changed)
+    log.warning("MLflow run %s: %s; closing it FAILED and opening a new run", run_id, reason)
+    mlflow_client.set_tag(run_id, "pipeline.superseded", reason)
+    mlflow_client.set_terminated(run_id, status="FAILED")
 
 
 def close_lineage_run(mlflow_client, run_id: str, status: str) -> None:
@@ -206,8 +237,16 @@ def end_active_run(status: str) -> None:
         log.warning("could not mark the MLflow run %s: %s", status, brief(exc))
 
 
+def open_command_run(mlflow_client, experiment: str, run_name: str) -> str:
+    """A run of a registry command (not of a pipeline execution), tagged with this host and
+    process so that the next command reaps it if this one is killed."""
+    tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+    return mlflow_client.create_run(experiment, run_name=run_name, tags=tags).info.run_id
+
+
 def reap_dead_runs(mlflow_client, experiment: str) -> None:
-    """Mark KILLED the RUNNING runs whose stage process on this host no longer exists."""
+    """Mark FAILED, tagged ``pipeline.reaped``, the RUNNING runs whose process on this host
+    no longer exists."""
     host = socket.gethostname()
     runs = mlflow_client.search_runs(
         [experiment],
@@ -216,12 +255,16 @@ def reap_dead_runs(mlflow_client, experiment: str) -> None:
     )
     for run in runs:
         pid = int(run.data.tags.get(PID_TAG, "0") or 0)
-        if pid and pid != os.getpid() and not _alive(pid):
+        if pid and pid != os.getpid() and not process_alive(pid):
             log.warning(
-                "MLflow run %s: its process %d is gone; marking it KILLED", run.info.run_id, pid
+                "MLflow run %s: its process %d is gone; reaping it as FAILED", run.info.run_id, pid
             )
-            mlflow_client.set_tag(run.info.run_id, "pipeline.killed", f"process {pid} disappeared")
-            mlflow_client.set_terminated(run.info.run_id, status="KILLED")
+            mlflow_client.set_tag(
+                run.info.run_id,
+                REAPED_TAG,
+                f"process {pid} on {host} disappeared; reaped by process {os.getpid()}",
+            )
+            mlflow_client.set_terminated(run.info.run_id, status="FAILED")
 
 
 def record_failure(stage: str, reason: str, interrupted: bool) -> None:
@@ -263,6 +306,17 @@ def _experiment_name() -> str:
         return DEFAULT_EXPERIMENT
 
 
+def _current_lineage() -> dict[str, str]:
+    """This attempt's execution lineage; empty when params.yaml cannot be read (the stage's
+    own error then says why, and there is nothing to compare)."""
+    from pipelines.config import load_params
+
+    try:
+        return execution_lineage(load_params())
+    except PipelineError:
+        return {}
+
+
 def _find_by_lineage(mlflow_client, experiment: str, key: str) -> str | None:
     runs = mlflow_client.search_runs(
         [experiment], filter_string=f"tags.`{LINEAGE_TAG}` = '{key}'", max_results=1
@@ -295,7 +349,7 @@ def _pointed_run(mlflow_client) -> str | None:
     return None if run.info.status == "FINISHED" else run_id
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

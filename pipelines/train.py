@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines import paths
+from pipelines import faults, paths
 from pipelines.batches import evaluation_dataset, fits_in_cache, steps_per_epoch, training_stream
 from pipelines.config import TrainParams, load_params
 from pipelines.contracts import ClassWeights, TunedConfig
@@ -40,7 +40,6 @@ from pipelines.distribution import (
     select_strategy,
     strategy_name,
 )
-from pipelines.fault_hook import fault_point
 from pipelines.features import FeatureTransform
 from pipelines.io import atomic_dir, read_parquet, write_csv_atomic
 from pipelines.model import build_model, dtype_policy, embedding_dim, float32_copy
@@ -134,7 +133,7 @@ def epoch_logger(epochs: int):
             logs.get("val_loss", float("nan")),
             logs.get("val_pr_auc", float("nan")),
         )
-        fault_point("train", epoch=epoch + 1)  # the crash tests' kill, once the backup is saved
+        faults.point(f"train:epoch={epoch + 1}")  # the crash tests' kill, once the backup is saved
 
     return keras.callbacks.LambdaCallback(on_epoch_begin=on_epoch_begin, on_epoch_end=log_epoch)
 

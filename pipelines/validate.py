@@ -28,9 +28,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines import drift, gates, ledger, paths
+from pipelines import datasets, drift, gates, ledger, paths
 from pipelines.cleaning import Cleaned, clean_rows, reason_counts, text_codes
 from pipelines.config import DataParams, Params, ValidateParams, load_params
+from pipelines.datasets import reference_path, schema_path
 from pipelines.errors import PipelineError
 from pipelines.expectations import column_problems, run_expectations
 from pipelines.io import (
@@ -40,17 +41,10 @@ from pipelines.io import (
     write_json_atomic,
     write_parquet_atomic,
 )
+from pipelines.personal_data import personal_columns
 from pipelines.pii import pii_salt, pseudonymize
 from pipelines.reports import headline, write_results
-from pipelines.schema import (
-    Schema,
-    infer_schema,
-    load_schema,
-    publish_enforced_schema,
-    reference_path,
-    save_schema,
-    schema_path,
-)
+from pipelines.schema import Schema, infer_schema, load_schema, publish_enforced_schema, save_schema
 from pipelines.stage import run_stage
 
 log = logging.getLogger(__name__)
@@ -116,6 +110,7 @@ def _checked_drift(
 def load_or_infer_schema(
     raw: pd.DataFrame, data: DataParams, cfg: ValidateParams
 ) -> tuple[Schema, bool]:
+    datasets.adopt_legacy_files(data)
     path = schema_path(data)
     if path.exists():
         schema = load_schema(path)
@@ -123,13 +118,26 @@ def load_or_infer_schema(
             raise PipelineError(
                 f"{path}: schema is for target {schema.target!r}, params say {data.target!r}"
             )
+        _warn_unflagged_personal_columns(raw, schema, path)
         return schema, False
-    schema = infer_schema(raw, data, cfg.max_categories, cfg.range_margin, cfg.min_rows)
+    personal = frozenset(personal_columns(raw, exclude=[data.target]))
+    schema = infer_schema(raw, data, cfg.max_categories, cfg.range_margin, cfg.min_rows, personal)
     save_schema(schema, path)
     log.warning(
-        "no schema for this dataset: inferred %s from the data; review it and commit it", path
+        "dataset %r has no schema yet: INFERRED %s from %s, which passes by construction; "
+        "review it and commit it (later sources of this dataset are validated against it)",
+        data.name,
+        path,
+        data.source,
     )
     return schema, True
+
+
+def _warn_unflagged_personal_columns(raw: pd.DataFrame, schema: Schema, path: Path) -> None:
+    found = personal_columns(raw, schema.pii, exclude=[schema.target])
+    for name, why in found.items():
+        if name in schema.columns and not schema.columns[name].pii:
+            log.warning("%s: column %r looks personal (%s) but is not pii: true", path, name, why)
 
 
 def _validate_new_rows(
@@ -176,6 +184,8 @@ def _report(
     cfg = params.validate_
     return {
         "passed": True,
+        "dataset": params.data.name,
+        "source": params.data.source,
         "schema": str(schema_path(params.data)),
         "schema_inferred": inferred,
         "partitions_total": reuse.partitions,
@@ -207,7 +217,9 @@ def main() -> None:
     if reference is None:
         log.info("no drift reference yet (%s): this snapshot becomes the first", reference_file)
     salt = pii_salt(schema, cfg.pii_policy)
-    fingerprint = ledger.validation_fingerprint(schema, cfg, salt)
+    fingerprint = ledger.validation_fingerprint(
+        schema, cfg, salt, datasets.dataset_key(params.data)
+    )
     accepted = ledger.accepted_partitions(fingerprint)
     reuse = ledger.plan_reuse(manifest, accepted)
     log.info(
@@ -243,13 +255,15 @@ def main() -> None:
 def reinfer_schema() -> None:
     """``python -m pipelines.validate --reinfer-schema``: propose a new schema from the snapshot.
 
-    Curated ``pii: true`` flags are kept; everything else is inferred afresh, so review the
+    Curated ``pii: true`` flags are kept and personal columns found by value are flagged;
+    everything else is inferred afresh, so review the
     diff before committing it.
     """
     params = load_params()
     raw = read_parquet(paths.RAW_SNAPSHOT)
     path = schema_path(params.data)
     curated = frozenset(load_schema(path).pii) if path.exists() else frozenset()
+    curated |= frozenset(personal_columns(raw, exclude=[params.data.target]))
     cfg = params.validate_
     schema = infer_schema(
         raw, params.data, cfg.max_categories, cfg.range_margin, cfg.min_rows, pii=curated

@@ -5,7 +5,8 @@ import pytest
 
 from pipelines import drift, paths
 from pipelines.config import load_params
-from pipelines.schema import load_schema, schema_path
+from pipelines.datasets import schema_path
+from pipelines.schema import load_schema
 from pipelines.simulate import simulate_day
 from pipelines.validate import validate
 

@@ -15,7 +15,8 @@ import yaml
 from pipelines import paths
 from pipelines.config import DataParams, SplitParams
 from pipelines.contracts import ClassWeights
-from pipelines.schema import infer_schema, save_schema, schema_path
+from pipelines.datasets import schema_path
+from pipelines.schema import infer_schema, save_schema
 from pipelines.split import split
 from tests.conftest import make_frame
 
@@ -188,12 +189,23 @@ def copy_with_outputs(source: RepoCopy, destination: Path, registry: bool = True
     return copy
 
 
+_TINY_PIPELINE: dict[str, tuple[RepoCopy, Run]] = {}
+
+
+def tiny_pipeline(tmp_path_factory) -> tuple[RepoCopy, Run]:
+    """The default pipeline, run once per test session end to end on the tiny configuration
+    (``tests/faults`` shares it through its own fixture of the same name)."""
+    if "run" not in _TINY_PIPELINE:
+        copy = make_repo_copy(tmp_path_factory.mktemp("pipeline"))
+        copy.python("-m", "pipelines.simulate", "--if-empty", check=True)
+        _TINY_PIPELINE["run"] = (copy, copy.dvc("repro", check=True))
+    return _TINY_PIPELINE["run"]
+
+
 @pytest.fixture(scope="session")
 def pipeline_repo(tmp_path_factory) -> tuple[RepoCopy, Run]:
     """The default pipeline, run once end to end on the tiny configuration."""
-    copy = make_repo_copy(tmp_path_factory.mktemp("pipeline"))
-    copy.python("-m", "pipelines.simulate", "--if-empty", check=True)
-    return copy, copy.dvc("repro", check=True)
+    return tiny_pipeline(tmp_path_factory)
 
 
 def train_repo(destination: Path, train: dict, rows: int = 1000) -> RepoCopy:

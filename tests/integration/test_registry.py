@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipelines import promotion
 from pipelines.paths import SPLIT_TEST, SPLIT_TRAIN, SPLIT_VAL
 from tests.integration.conftest import RepoCopy, copy_with_outputs
 from tests.integration.services import (
@@ -182,7 +183,7 @@ def test_gate_rollback_and_crash_semantics(scenario):
     assert str(client.get_model_version_by_alias(MODEL, "challenger").version) == "2"
     assert scenario.champion() == "1", "a worse model moved the champion"
     resumed_run = client.get_run(worse.tags["run_id"])
-    assert "pipeline.killed" in resumed_run.data.tags and resumed_run.info.status == "FINISHED"
+    assert "pipeline.reaped" in resumed_run.data.tags and resumed_run.info.status == "FINISHED"
 
     scenario.use_model("original")
     scenario.server.stop()
@@ -217,8 +218,11 @@ def test_gate_rollback_and_crash_semantics(scenario):
         ["promote", "champion", "v1", "v3"],
         ["rollback", "champion", "v3", "v1"],
     ]
-    events = json.loads(client.get_registered_model(MODEL).tags["audit.00003"])
-    assert events["comparison"]["pr_auc"] == paired
+    events = promotion.history(client, MODEL)
+    assert events[2]["comparison"]["pr_auc"] == paired
+    # The server authenticated the pipeline: the audit names that user, not $USER.
+    assert {(e["user"], e["user_source"]) for e in events} == {(ADMIN, "mlflow-auth")}
+    assert not any(key.startswith("audit.") for key in client.get_registered_model(MODEL).tags)
     again = scenario.registry_cli("rollback")
     assert again.returncode == 1 and "no previous champion" in again.last_error_line()
 

@@ -14,7 +14,8 @@ from pipelines import train as train_stage
 from pipelines.cleaning import clean_rows
 from pipelines.config import QuantizeParams, load_params
 from pipelines.contracts import ClassWeights
-from pipelines.schema import save_schema, schema_path
+from pipelines.datasets import schema_path
+from pipelines.schema import save_schema
 
 REPO = Path(__file__).resolve().parents[2]
 

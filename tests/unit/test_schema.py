@@ -3,13 +3,13 @@ import pandas as pd
 import pytest
 
 from pipelines.config import DataParams
+from pipelines.datasets import reference_path, schema_path
 from pipelines.errors import PipelineError
 from pipelines.schema import (
     canonical_label,
     infer_schema,
     load_schema,
     save_schema,
-    schema_path,
 )
 
 
@@ -82,10 +82,10 @@ def test_roundtrip_and_path(tmp_path, schema):
     path = tmp_path / "s.yaml"
     save_schema(schema, path)
     assert load_schema(path) == schema
-    name = schema_path(
-        DataParams(source="s3://bucket/raw/cc.csv", target="Class", positive_label=1)
-    ).name
-    assert name == "cc__Class.yaml"
+    legacy = DataParams(source="s3://bucket/raw/cc.csv", target="Class", positive_label=1)
+    assert schema_path(legacy).name == "cc__Class.yaml"
+    named = legacy.model_copy(update={"name": "cards"})
+    assert (schema_path(named).name, reference_path(named).name) == ("cards.yaml", "cards.json")
 
 
 def test_invalid_schema_file_names_the_key(tmp_path):

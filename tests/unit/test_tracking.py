@@ -5,6 +5,7 @@ test_mlflow_trust.py repeats the server-dependent ones against a real ``mlflow s
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -190,7 +191,7 @@ def test_end_run_failing_while_the_server_is_down_is_one_warning(monkeypatch, ca
     ]
 
 
-def test_register_keeps_its_own_error_when_end_run_fails(monkeypatch):
+def test_register_keeps_its_own_error_when_end_run_fails(monkeypatch, tmp_path):
     from mlflow.exceptions import MlflowException
 
     import mlflow
@@ -207,7 +208,16 @@ def test_register_keeps_its_own_error_when_end_run_fails(monkeypatch):
     monkeypatch.setattr(mlflow, "start_run", lambda run_id: None)
     monkeypatch.setattr(mlflow, "end_run", unreachable)
     monkeypatch.setattr(register, "_register_in_run", stage_error)
-    params = SimpleNamespace(register_=SimpleNamespace(experiment_name="e", model_name="m"))
+    monkeypatch.setattr(register, "read_inputs", lambda params: None)
+    monkeypatch.setattr(register, "held", lambda *args: contextlib.nullcontext())
+    monkeypatch.setattr(register.reconcile, "settle", lambda *args: None)
+    monkeypatch.setattr(register.paths, "REGISTER_REPORT", tmp_path / "register.json")
+    monkeypatch.setattr(register.paths, "REGISTER_METRICS", tmp_path / "metrics.json")
+    params = SimpleNamespace(
+        register_=SimpleNamespace(
+            experiment_name="e", model_name="m", lock_wait_s=1.0, lock_stale_s=10.0
+        )
+    )
     with pytest.raises(PipelineError, match="the stage's own one-line message"):
         register.register(params)
 
