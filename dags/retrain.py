@@ -64,7 +64,9 @@ def _environment() -> dict[str, str]:
     from pipelines.orchestration import stage_environment
 
     context = get_current_context()
-    return stage_environment(context["dag"].dag_id, context["run_id"])
+    # A run the monitor DAG triggered carries its decision and reason, recorded by register.
+    conf = context["dag_run"].conf or {}
+    return stage_environment(context["dag"].dag_id, context["run_id"], conf)
 
 
 DEFAULT_ARGS = {
@@ -90,7 +92,11 @@ def wait_for_new_data() -> PokeReturnValue:
 
     from pipelines.orchestration import changed_partitions, list_source_partitions, state_variable
 
-    dag_id = get_current_context()["dag"].dag_id
+    context = get_current_context()
+    dag_id = context["dag"].dag_id
+    trigger = context["dag_run"].conf or {}
+    if trigger.get("reason"):
+        log.info("triggered by monitoring (%s): %s", trigger.get("decision"), trigger["reason"])
     processed = Variable.get(state_variable(dag_id), default={}, deserialize_json=True)
     current = list_source_partitions(PROJECT_DIR, _environment())
     changed = changed_partitions(current, processed.get("partitions", {}))

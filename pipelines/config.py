@@ -307,6 +307,16 @@ class ScoreParams(Section):
     chunk_rows: PositiveInt = Field(description="rows read, admitted and scored at a time")
 
 
+class MonitorParams(Section):
+    psi_limit: float = Field(gt=0, description="A feature's PSI above this: drift")
+    prediction_psi_limit: float = Field(gt=0, description="Score distribution PSI above: drift")
+    min_rows: int = Field(ge=1, description="Fewer scored rows: drift is not judged")
+    max_pr_auc_drop: float = Field(ge=0, le=1, description="Realised PR-AUC loss: degraded")
+    max_recall_drop: float = Field(ge=0, le=1, description="Realised recall loss: degraded")
+    min_labelled_positives: int = Field(ge=1, description="Fewer: quality is not judged")
+    max_model_age_days: float = Field(gt=0, description="An older champion: stale")
+
+
 class Params(Section):
     seed: int
     data: DataParams
@@ -322,6 +332,7 @@ class Params(Section):
     quantize: QuantizeParams
     register_: RegisterParams = Field(alias="register")
     score: ScoreParams
+    monitor: MonitorParams
 
     @model_validator(mode="before")
     @classmethod

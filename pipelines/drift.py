@@ -24,11 +24,7 @@ SHARE_FLOOR = 1e-4
 
 def profile(clean: pd.DataFrame, schema: Schema) -> dict:
     """The reference profile of a cleaned frame (target already 0/1)."""
-    numeric = {}
-    for name in schema.numeric:
-        values = clean[name].to_numpy("float64")
-        edges = np.unique(np.quantile(values, np.linspace(0, 1, BINS + 1)[1:-1]))
-        numeric[name] = {"edges": edges.tolist(), "shares": _binned(values, edges).tolist()}
+    numeric = {name: binned_profile(clean[name].to_numpy("float64")) for name in schema.numeric}
     categorical = {name: _category_shares(clean[name]) for name in schema.categorical}
     return {
         "rows": len(clean),
@@ -36,6 +32,37 @@ def profile(clean: pd.DataFrame, schema: Schema) -> dict:
         "categorical": categorical,
         "label": _category_shares(clean[schema.target]),
     }
+
+
+def binned_profile(values: np.ndarray) -> dict[str, list[float]]:
+    """Decile edges of ``values`` and the share of them in each bin: one numeric column's
+    reference, a feature's or a model's scores."""
+    edges = np.unique(np.nanquantile(values, np.linspace(0, 1, BINS + 1)[1:-1]))
+    return {"edges": edges.tolist(), "shares": _binned(values, edges).tolist()}
+
+
+def binned_shares(values: np.ndarray, edges) -> np.ndarray:
+    """Share of ``values`` in each bin a ``binned_profile``'s edges make."""
+    return _binned(np.asarray(values, "float64"), np.asarray(edges, "float64"))
+
+
+def binned_psi(reference: dict, values: np.ndarray) -> float:
+    """PSI of ``values`` against a ``binned_profile``."""
+    return population_stability(reference["shares"], binned_shares(values, reference["edges"]))
+
+
+def window_psi(reference: dict, window: pd.DataFrame) -> dict[str, float]:
+    """PSI per reference feature that ``window`` holds, on raw rows as they arrive for
+    scoring: text in a numeric column counts as missing, an unseen category as a new level."""
+    psi = {}
+    for name, ref in reference["numeric"].items():
+        if name in window:
+            values = pd.to_numeric(window[name], errors="coerce").to_numpy("float64")
+            psi[name] = binned_psi(ref, values)
+    for name, ref in reference["categorical"].items():
+        if name in window:
+            psi[name] = _category_psi(ref, _category_shares(window[name]))
+    return {name: round(value, 6) for name, value in psi.items()}
 
 
 def gate(psi: dict[str, float], limit: float) -> list[GateResult]:
@@ -73,8 +100,7 @@ def compare(
     drift = {}
     for name, ref in reference["numeric"].items():
         if name in schema.numeric:
-            current = _binned(clean[name].to_numpy("float64"), np.asarray(ref["edges"]))
-            drift[name] = population_stability(ref["shares"], current)
+            drift[name] = binned_psi(ref, clean[name].to_numpy("float64"))
     for name, ref in reference["categorical"].items():
         if name in schema.categorical:
             drift[name] = _category_psi(ref, shares(name))

@@ -100,6 +100,10 @@ def lineage_tags(params: Params) -> dict[str, str]:
     for key in ("AIRFLOW_CTX_DAG_ID", "AIRFLOW_CTX_DAG_RUN_ID"):
         if os.environ.get(key):
             tags[key.removeprefix("AIRFLOW_CTX_").lower()] = os.environ[key]
+    # Why this retrain ran, when monitoring triggered it (pipelines.monitor_loop).
+    for key in ("PIPELINE_RETRAIN_REASON", "PIPELINE_RETRAIN_DECISION"):
+        if os.environ.get(key):
+            tags[f"retrain.{key.rsplit('_', 1)[1].lower()}"] = os.environ[key]
     return tags
 
 

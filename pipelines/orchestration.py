@@ -86,13 +86,18 @@ def list_source_partitions(project: Path, env: dict[str, str]) -> dict[str, str]
     return json.loads(done.stdout)
 
 
-def stage_environment(dag_id: str, run_id: str) -> dict[str, str]:
+def stage_environment(
+    dag_id: str, run_id: str, conf: dict[str, Any] | None = None
+) -> dict[str, str]:
     """The environment of a stage process: the worker's, the settings from the Airflow
-    connections over it, and the lineage id that ties every task of this DAG run to one
-    MLflow run."""
+    connections over it, the lineage id that ties every task of this DAG run to one MLflow
+    run, and why the run was started when the monitor DAG triggered it (its ``conf``)."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PIPELINE_RUN_ID"] = f"airflow:{dag_id}/{run_id}"
+    for key, value in (conf or {}).items():
+        if key in ("reason", "decision") and value:
+            env[f"PIPELINE_RETRAIN_{key.upper()}"] = str(value)[:4000]
     # DVC's stdout is a pipe to the task: unbuffered, its lines ("Running stage ...") reach
     # the task log as they happen instead of all at once when the task ends.
     env["PYTHONUNBUFFERED"] = "1"

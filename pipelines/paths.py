@@ -99,6 +99,14 @@ ROBUSTNESS = PLOTS / "robustness.csv"
 SHAP = PLOTS / "shap.csv"
 PLOT_IMAGES = PLOTS / "images"
 
+# Monitoring (outside dvc.yaml's training graph): the last window's report, its headline
+# numbers (`dvc metrics show data/monitor/metrics.json`) and its picture; scored windows.
+MONITOR = DATA / "monitor"
+MONITOR_REPORT = MONITOR / "report.json"
+MONITOR_METRICS = MONITOR / "metrics.json"
+MONITOR_PLOT = MONITOR / "report.png"
+SCORED = DATA / "scored"
+
 MLFLOW_DIR = Path("mlflow")
 MLFLOW_DEFAULT_URI = "sqlite:///mlflow/mlflow.db"
 MLFLOW_ARTIFACTS = MLFLOW_DIR / "artifacts"

@@ -35,7 +35,16 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from pipelines import champion_gate, faults, gates, paths, promotion, reconcile, tracking
+from pipelines import (
+    champion_gate,
+    champion_reference,
+    faults,
+    gates,
+    paths,
+    promotion,
+    reconcile,
+    tracking,
+)
 from pipelines.artifacts import load_verified_model
 from pipelines.champion_gate import GATE_METRICS, Decision, GateMetrics
 from pipelines.config import Params, RegisterParams, load_params
@@ -340,6 +349,7 @@ def _register_version(
     packaged = log_pyfunc(
         threshold, inputs.test, inputs.schema, inputs.served, params.register_.served_flavour
     )
+    champion_reference.log_reference(packaged.model_uri, inputs.schema, params.data)
     return mlflow.register_model(
         packaged.model_uri,
         params.register_.model_name,

@@ -33,9 +33,7 @@ SKIPPED_LINES = {
     "python -m pipelines.registry rollback": "needs two champions",
     # A server on a fixed port, and a request to it; tests/integration/test_score.py makes the
     # same REST round trip on a free port and stops its server.
-    "python -m pipelines.serve --port 8000 &": (
-        "a long-running server"
-    ),
+    "python -m pipelines.serve --port 8000 &": ("a long-running server"),
     "curl -s http://127.0.0.1:8000/invocations -H 'Content-Type: application/json' -d "
     '\'{"dataframe_records": [{"amount": 42.5, "merchant_category": "grocery", "channel": "pos", '
     '"country": "US", "hour": 14, "distance_from_home_km": 3.2, "account_age_days": 900, '
