@@ -51,6 +51,10 @@ class Reference(BaseModel):
     positive_label: str
     label_values: list[str]
     recorded: dict[str, float]
+    # The lower bounds of the recorded metrics' bootstrap intervals on the test split: on a
+    # split with few positives the point value is noise, and judging a window against it
+    # flags an ordinary window as degraded.
+    recorded_low: dict[str, float] = {}
 
 
 def build(features: dict, validation_scores, schema: Schema) -> dict:
@@ -113,10 +117,17 @@ def load(client: MlflowClient, name: str, version: str) -> Reference:
     recorded = {
         metric: float(held.tags[tag]) for metric, tag in RECORDED_TAGS.items() if tag in held.tags
     }
+    run_metrics = client.get_run(str(held.run_id)).data.metrics
+    recorded_low = {
+        metric: float(run_metrics[f"{tag}_ci_low"])
+        for metric, tag in RECORDED_TAGS.items()
+        if f"{tag}_ci_low" in run_metrics
+    }
     return Reference(
         model_name=name,
         version=str(version),
         registered_at=datetime.fromtimestamp(held.creation_timestamp / 1000, UTC),
         recorded=recorded,
+        recorded_low=recorded_low,
         **content,
     )

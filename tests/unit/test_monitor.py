@@ -127,6 +127,21 @@ def test_poor_realised_quality_is_degraded(reference):
     assert result.numbers["pr_auc_drop"] > 0.5
 
 
+def test_quality_is_judged_against_the_recorded_intervals_lower_bound(reference):
+    """A window inside what the champion's test interval allowed is not degraded, although
+    it falls short of the point value recorded on a small test split."""
+    rows, truth = window(), truth_of()
+    realised = assess(rows, truth, reference, CFG, YOUNG).numbers["realised_pr_auc"]
+    point_only = reference.model_copy(
+        update={"recorded": {"pr_auc": realised + 0.3, "recall": 0.0}}
+    )
+    assert assess(rows, truth, point_only, CFG, YOUNG).decision == "degraded"
+    with_interval = point_only.model_copy(update={"recorded_low": {"pr_auc": realised - 0.01}})
+    result = assess(rows, truth, with_interval, CFG, YOUNG)
+    assert result.decision == "ok", result.reason
+    assert result.numbers["pr_auc_drop"] < 0
+
+
 def test_an_old_champion_is_stale(reference):
     result = assess(window(), None, reference, CFG, REGISTERED + timedelta(days=45))
     assert result.decision == "stale"
