@@ -86,13 +86,40 @@ def list_source_partitions(project: Path, env: dict[str, str]) -> dict[str, str]
     return json.loads(done.stdout)
 
 
+# Secrets a stage does need: MLflow and S3 credentials, and the PII pseudonym key.
+STAGE_SECRETS = frozenset(
+    {
+        "MLFLOW_TRACKING_PASSWORD",
+        "MLFLOW_TRACKING_TOKEN",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "PIPELINE_PII_KEY",
+        "PIPELINE_PII_SALT",
+    }
+)
+_SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "FERNET", "PRIVATE_KEY", "CREDENTIAL")
+
+
+def passes_to_stage(name: str) -> bool:
+    """Whether a worker's variable reaches a stage process. Airflow's configuration
+    (``AIRFLOW__*``: the Fernet key, the metadata DB's and the broker's URLs with their
+    passwords, the API's secret keys), its connections and variables, and any other variable
+    named like a secret stay in the worker: a stage's code, or a model it loads, never sees
+    them."""
+    upper = name.upper()
+    if upper.startswith(("AIRFLOW", "_AIRFLOW")):
+        return False
+    return upper in STAGE_SECRETS or not any(word in upper for word in _SECRET_WORDS)
+
+
 def stage_environment(
     dag_id: str, run_id: str, conf: dict[str, Any] | None = None
 ) -> dict[str, str]:
-    """The environment of a stage process: the worker's, the settings from the Airflow
+    """The environment of a stage process: the worker's less Airflow's own settings and
+    secrets (:func:`passes_to_stage`), the settings from the Airflow
     connections over it, the lineage id that ties every task of this DAG run to one MLflow
     run, and why the run was started when the monitor DAG triggered it (its ``conf``)."""
-    env = dict(os.environ)
+    env = {name: value for name, value in os.environ.items() if passes_to_stage(name)}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PIPELINE_RUN_ID"] = f"airflow:{dag_id}/{run_id}"
     for key, value in (conf or {}).items():

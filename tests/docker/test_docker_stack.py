@@ -48,6 +48,7 @@ EXPECTED_SERVICES = {
     "redis",
     "seaweedfs",
     "mlflow",
+    "mlflow-users",
     "airflow-init",
     "serving",
     *AIRFLOW_SERVICES,
@@ -383,3 +384,21 @@ def test_no_volume_hides_what_the_image_brings(services):
                 assert not (path == target or path.startswith(target.rstrip("/") + "/")), (
                     f"{name}: volume {source} at {target} hides {path} from the image"
                 )
+
+
+def test_only_the_server_and_the_user_job_hold_the_mlflow_admin_password(services):
+    """Stages and serving log in as the ordinary user mlflow-users makes, never as admin."""
+    holders = {
+        name
+        for name, service in services.items()
+        if any("MLFLOW_ADMIN_PASSWORD" in str(value) for value in environment(service).values())
+    }
+    assert holders == {"mlflow", "mlflow-users"}
+    for name in ("airflow-worker", "serving"):
+        env = environment(services[name])
+        assert resolve_defaults(env["MLFLOW_TRACKING_USERNAME"]) == "pipeline"
+        assert services[name]["depends_on"]["mlflow-users"]["condition"] == (
+            "service_completed_successfully"
+        )
+    command = [resolve_defaults(str(word)) for word in services["mlflow-users"]["command"]]
+    assert command == ["python", "mlflow/ensure_user.py", "pipeline"]

@@ -86,6 +86,48 @@ def test_a_refused_login_is_an_authentication_failure_with_the_password_masked(s
     assert "registered model 'tabular-classifier' not found" in missing.stderr.splitlines()[-1]
 
 
+def test_the_pipeline_user_is_made_without_admin_rights_and_cannot_manage_users(server):
+    """mlflow/ensure_user.py (compose's mlflow-users job) makes the user the workers and
+    serving log in as; it can track and register, and cannot create users. Run twice: the
+    second run only sets the password again."""
+    import os
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.server import get_app_client
+
+    import mlflow
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    admin = base | {
+        "MLFLOW_TRACKING_URI": server.url,
+        "MLFLOW_TRACKING_USERNAME": "admin",
+        "MLFLOW_TRACKING_PASSWORD": PASSWORD,
+        "PIPELINE_MLFLOW_PASSWORD": "pipeline-password-51af",
+    }
+    for said in ("created MLflow user 'pipeline'", "exists: password set, not admin"):
+        made = subprocess.run(
+            [sys.executable, str(REPO / "mlflow" / "ensure_user.py"), "pipeline"],
+            env=admin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert made.returncode == 0, made.stderr
+        assert said in made.stderr
+    os.environ["MLFLOW_TRACKING_USERNAME"] = "pipeline"
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = "pipeline-password-51af"
+    try:
+        client = mlflow.MlflowClient(server.url)
+        client.create_experiment("made-by-pipeline-user")
+        client.create_registered_model("made-by-pipeline-user")
+        with pytest.raises(MlflowException, match="(?i)permission|403"):
+            get_app_client("basic-auth", tracking_uri=server.url).create_user(
+                "mallory", "mallory-password-1"
+            )
+    finally:
+        del os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]
+
+
 def test_a_finished_execution_clears_the_error_of_a_failed_attempt_and_a_failing_end_run_is_one_warning(
     server, monkeypatch, caplog
 ):

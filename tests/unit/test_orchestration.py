@@ -181,3 +181,30 @@ def test_stage_environment_without_connections_keeps_the_workers_settings(monkey
     assert env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
     assert env["PATH"].split(os.pathsep)[0] == os.path.dirname(sys.executable)
     assert env["PYTHONUNBUFFERED"] == "1"  # the task log follows DVC's progress live
+
+
+def test_stage_environment_keeps_airflows_settings_and_other_secrets_in_the_worker(monkeypatch):
+    kept_out = {
+        "AIRFLOW__CORE__FERNET_KEY": "fernet-canary",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql://airflow:db-canary@postgres/airflow",
+        "AIRFLOW__CELERY__BROKER_URL": "redis://:redis-canary@redis:6379/0",
+        "AIRFLOW_CONN_SOMETHING_ELSE": "postgresql://u:conn-canary@h/db",
+        "AIRFLOW_VAR_API_KEY": "var-canary",
+        "MLFLOW_ADMIN_PASSWORD": "admin-canary",
+        "GITHUB_TOKEN": "token-canary",
+    }
+    passed = {
+        "MLFLOW_TRACKING_PASSWORD": "pipeline-user-pw",
+        "AWS_SECRET_ACCESS_KEY": "s3-secret",
+        "PIPELINE_PII_KEY": "pii-key",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "HOME": "/home/retrain",
+    }
+    for name, value in (kept_out | passed).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AIRFLOW_CONN_RETRAIN_S3", raising=False)
+    monkeypatch.delenv("AIRFLOW_CONN_RETRAIN_MLFLOW", raising=False)
+    env = orchestration.stage_environment("retrain", "manual__1")
+    assert not set(kept_out) & set(env)
+    assert not any("canary" in value for value in env.values())
+    assert {name: env[name] for name in passed} == passed
