@@ -122,7 +122,7 @@ def predict(model_uri: str, test: pd.DataFrame, schema: Schema) -> pd.DataFrame:
 
 def register(params: Params) -> dict:
     """Under the registry lock: settle what a killed run left, then log, register (or find
-    this lineage's version) and gate; the MLflow run ends FINISHED, or FAILED/KILLED."""
+    this lineage's version) and gate; the MLflow run ends FINISHED, or FAILED."""
     import mlflow
 
     cfg = params.register_
@@ -140,9 +140,8 @@ def register(params: Params) -> dict:
             mlflow.start_run(run_id=run_id)
             try:
                 result = _register_in_run(params, client, run_id, inputs)
-            except BaseException as exc:
-                interrupted = isinstance(exc, KeyboardInterrupt)
-                tracking.end_active_run("KILLED" if interrupted else "FAILED")
+            except BaseException:
+                tracking.end_active_run("FAILED")
                 raise
             if result.get("champion_error"):
                 tracking.end_active_run("FAILED")

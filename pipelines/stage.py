@@ -3,8 +3,8 @@
 It configures logging once and turns any failure into one line on stderr and a non-zero
 exit, which is what DVC and Airflow show to the user. A pipeline stage's failure is also
 recorded in this execution's MLflow run (``pipelines.tracking``). SIGTERM, which Airflow and
-``timeout`` send, ends the stage like Ctrl-C, so its run is marked KILLED rather than left
-RUNNING. The signal is also remembered: code that catches too much (an ``except
+``timeout`` send, ends the stage like Ctrl-C, so its run is marked FAILED (tagged as killed)
+rather than left RUNNING. The signal is also remembered: code that catches too much (an ``except
 BaseException``, a handler run where Python can only print an exception) cannot turn a
 terminated stage into a success, because :func:`raise_if_terminated` runs before every
 commit point (an alias move) and the runner exits non-zero whatever ``main()`` returned.

@@ -15,8 +15,8 @@ Which run is "this execution's" run, in order:
 
 Stages do not import MLflow while they succeed (its import alone costs seconds): each leaves
 its report and DVC metrics file, and register logs all of them into the run. A stage that
-fails records its error, and its reports, into the same run and marks it FAILED (KILLED when
-it was interrupted). A process killed outright cannot do that, so the next register or
+fails records its error, and its reports, into the same run and marks it FAILED (an
+interrupted one too, tagged ``stage.<name>: killed``: every run ends FINISHED or FAILED). A process killed outright cannot do that, so the next register or
 registry command reaps RUNNING runs of this host whose process is gone: FAILED, tagged
 ``pipeline.reaped``.
 """
@@ -281,7 +281,7 @@ def record_failure(stage: str, reason: str, interrupted: bool) -> None:
                 mlflow_client.log_artifacts(run_id, str(artifact), f"failed/{artifact.name}")
             elif artifact.exists():
                 mlflow_client.log_artifact(run_id, str(artifact), "failed")
-        mlflow_client.set_terminated(run_id, status="KILLED" if interrupted else "FAILED")
+        mlflow_client.set_terminated(run_id, status="FAILED")
     except Exception as exc:  # noqa: BLE001 - see the docstring
         if brief(exc, limit=len(reason) + 1) != reason:  # else it is the stage's error already
             log.warning("could not record the failure of %s in MLflow: %s", stage, brief(exc))
