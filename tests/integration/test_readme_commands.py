@@ -45,8 +45,6 @@ SKIPPED_LINES = {
 
 # Whole blocks skipped, keyed by their first command line, with why.
 SKIPPED_BLOCKS = {
-    # Six full pipeline runs; `dvc exp run -S ...` itself runs in "Using it".
-    "for lr in 0.0003 0.001 0.003; do for width in '[32]' '[64,32]'; do": "six trainings",
     # No Docker engine on test machines; tests/docker checks the compose stack statically.
     "cp docker/.env.example docker/.env": "needs a Docker engine",
     'airflow() { docker compose -f docker/compose.yaml exec airflow-scheduler airflow "$@"; }': (

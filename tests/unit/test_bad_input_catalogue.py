@@ -2,7 +2,7 @@
 
 An outcome is either ``stops`` (a PipelineError whose message names the file or column and the
 problem; nothing downstream runs) or ``cleans`` (the run goes on and the repair or quarantine
-reason is recorded). The README's table lists the same cases.
+reason is recorded). docs/validation.md's table lists the same cases.
 """
 
 from __future__ import annotations
