@@ -36,7 +36,7 @@ DATASET_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 class DataParams(Section):
     source: str = Field(description="A file, a folder of partitions, or s3://bucket/prefix")
-    # Params fills it from register.model_name when params.yaml leaves it null; only a
+    # Params fills it with <register.model_name>__<target> when params.yaml leaves it null; only a
     # DataParams built by hand has None (pipelines.datasets then keys on the source's name).
     name: str | None = Field(
         None, pattern=DATASET_NAME, description="The dataset's identity: owns schema, reference"
@@ -337,13 +337,15 @@ class Params(Section):
     @model_validator(mode="before")
     @classmethod
     def _dataset_named_after_model(cls, raw: object) -> object:
-        """``data.name: null`` means the registered model's name (made file-name safe)."""
+        """``data.name: null`` means ``<register.model_name>__<data.target>`` (file-name safe):
+        another export of the same table (same target) is the same dataset, while a dataset
+        pointed at with only the ``data:`` keys and another target gets its own schema."""
         if not isinstance(raw, dict):
             return raw
         data, register = raw.get("data"), raw.get("register")
         if isinstance(data, dict) and data.get("name") is None and isinstance(register, dict):
-            model_name = str(register.get("model_name") or "")
-            slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", model_name).strip("_.-")
+            name = f"{register.get('model_name') or ''}__{data.get('target') or ''}"
+            slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.-")
             if slug:
                 raw = raw | {"data": data | {"name": slug}}
         return raw

@@ -3,8 +3,10 @@ accepted partitions.
 
 A dataset is not its source file: next month's export of the same table under another file
 name is the same dataset, validated against the same schema and compared with the same drift
-reference. ``data.name`` defaults to ``register.model_name`` (one model per dataset), so a
-new source needs no new key, and only a genuinely new dataset gets a freshly inferred schema.
+reference. ``data.name`` defaults to ``<register.model_name>__<data.target>``, so a new export
+of the same table needs no new key, and a different dataset pointed at with only the
+``data:`` keys (another target) gets a freshly inferred schema. Two datasets that share a
+target column's name need a ``data.name`` each.
 
 Before ``data.name`` existed, schema and reference were keyed on the source's file stem and
 the target (``<stem>__<target>``); ``adopt_legacy_files`` moves such files to the dataset's

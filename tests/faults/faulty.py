@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pipelines.paths import KERAS_MODEL, SPLIT_TEST, SPLIT_TRAIN, SPLIT_VAL
+from pipelines.paths import (
+    KERAS_MODEL,
+    SERVED_VARIANT,
+    SPLIT_TEST,
+    SPLIT_TRAIN,
+    SPLIT_VAL,
+    TFLITE_MODEL,
+)
 from tests.integration.conftest import RepoCopy
 
 MODEL = "tabular-classifier"
@@ -34,8 +42,10 @@ def widen_test_split(repo: RepoCopy) -> None:
 
 
 def use_model(repo: RepoCopy, original: Path, change: str, seed: int = 0) -> None:
-    """The trained model, or a copy made worse in a known way, as register's model."""
+    """The trained model, or a copy made worse in a known way, as register's model, with its
+    dynamic-range TFLite conversion as the variant quantize served (what the version serves)."""
     from pipelines.tf_runtime import load_keras_model, tensorflow
+    from pipelines.tflite import convert
 
     _, keras = tensorflow()
     model = load_keras_model(original)
@@ -48,6 +58,9 @@ def use_model(repo: RepoCopy, original: Path, change: str, seed: int = 0) -> Non
         kernel, bias = dense[-1].get_weights()
         dense[-1].set_weights([-kernel, -bias + rng.normal(0, 0.01, bias.shape)])
     model.save(repo.root / KERAS_MODEL)
+    (repo.root / TFLITE_MODEL).write_bytes(convert(model, "dynamic_range"))
+    served = {"serving_artifact": "dynamic_range", "tflite_file_variant": "dynamic_range"}
+    (repo.root / SERVED_VARIANT).write_text(json.dumps(served))
 
 
 def running_runs(client) -> list[str]:

@@ -32,7 +32,7 @@ def test_a_second_real_dataset_needs_only_the_data_keys(tmp_path):
         }
     )
     repo.dvc("repro", check=True)
-    assert (repo.root / "data/schemas/breast_cancer__diagnosis.yaml").exists()
+    assert (repo.root / "data/schemas/tabular-classifier__diagnosis.yaml").exists()
     evaluate = json.loads((repo.root / "data/reports/evaluate.json").read_text())
     assert evaluate["pr_auc"] > 0.8 and evaluate["test_positives"] > 0
     register = json.loads((repo.root / "data/reports/register.json").read_text())

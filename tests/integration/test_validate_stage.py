@@ -20,7 +20,7 @@ KEPT = [
     "data/validated/clean.parquet",
     "data/validated/quarantine.parquet",
     "data/validated/data_docs/index.html",
-    "data/reference/tabular-classifier.json",
+    "data/reference/tabular-classifier__is_fraud.json",
     "data/metrics/validate.json",
     "data/reports/validate.json",
 ]

@@ -56,13 +56,13 @@ def schemas() -> list[str]:
 
 def test_a_renamed_export_is_still_checked_against_the_dataset(project):
     first = run(export("default.csv", make_frame(600, seed=1)))
-    assert first["schema_inferred"] and first["dataset"] == "tabular-classifier"
-    assert schemas() == ["tabular-classifier.yaml"]
+    assert first["schema_inferred"] and first["dataset"] == "tabular-classifier__label"
+    assert schemas() == ["tabular-classifier__label.yaml"]
 
     broken = export("2026-12.csv", make_frame(600, seed=2).drop(columns=["age"]))
     with pytest.raises(PipelineError, match="age"):
         run(broken)
-    assert schemas() == ["tabular-classifier.yaml"]  # nothing inferred from the broken file
+    assert schemas() == ["tabular-classifier__label.yaml"]  # nothing inferred from the broken file
 
     shifted = make_frame(600, seed=3)
     shifted["amount"] *= 8
@@ -87,10 +87,10 @@ def test_other_files_and_datasets_never_mix_with_the_first(project):
     other = make_frame(400, seed=8).rename(columns={"age": "tenure"})
     elsewhere = run(export("elsewhere.csv", other), name="churn")
     assert elsewhere["schema_inferred"] and elsewhere["drift"]["reference_rows"] == 0
-    assert schemas() == ["churn.yaml", "tabular-classifier.yaml"]
+    assert schemas() == ["churn.yaml", "tabular-classifier__label.yaml"]
 
     back = run("exports/default.csv", name=None)
-    assert back["dataset"] == "tabular-classifier" and not back["schema_inferred"]
+    assert back["dataset"] == "tabular-classifier__label" and not back["schema_inferred"]
     assert back["partitions_validated"] == 1  # validated again, nothing reused from churn
     assert back["rows_clean"] == first["rows_clean"]
     pd.testing.assert_frame_equal(pd.read_parquet(paths.CLEAN), first_clean)
@@ -99,14 +99,16 @@ def test_other_files_and_datasets_never_mix_with_the_first(project):
 def test_a_schema_keyed_on_the_old_file_name_is_adopted_once(project):
     source = export("default.csv", make_frame(600, seed=1))
     run(source)
-    paths.SCHEMAS.joinpath("tabular-classifier.yaml").rename(paths.SCHEMAS / "default__label.yaml")
-    paths.REFERENCE.joinpath("tabular-classifier.json").rename(
+    paths.SCHEMAS.joinpath("tabular-classifier__label.yaml").rename(
+        paths.SCHEMAS / "default__label.yaml"
+    )
+    paths.REFERENCE.joinpath("tabular-classifier__label.json").rename(
         paths.REFERENCE / "default__label.json"
     )
     report = run(source)
     assert not report["schema_inferred"] and report["drift"]["reference_rows"] > 0
-    assert schemas() == ["tabular-classifier.yaml"]
-    assert sorted(p.name for p in paths.REFERENCE.glob("*")) == ["tabular-classifier.json"]
+    assert schemas() == ["tabular-classifier__label.yaml"]
+    assert sorted(p.name for p in paths.REFERENCE.glob("*")) == ["tabular-classifier__label.json"]
 
 
 def test_register_on_another_dataset_s_outputs_says_they_are_stale(project):
@@ -115,17 +117,22 @@ def test_register_on_another_dataset_s_outputs_says_they_are_stale(project):
     params = yaml.safe_load(Path("params.yaml").read_text())
     params["data"] |= {"name": "churn"}
     Path("params.yaml").write_text(yaml.safe_dump(params))
-    with pytest.raises(PipelineError, match="made for dataset 'tabular-classifier'.*stale"):
+    with pytest.raises(PipelineError, match="made for dataset 'tabular-classifier__label'.*stale"):
         check_outputs_current(load_params().data, test)
     params["data"] |= {"name": None, "source": "exports/other.csv"}
     Path("params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(PipelineError, match="made for source 'exports/default.csv'.*stale"):
         check_outputs_current(load_params().data, test)
+    # Another target is another dataset by default; named the same, the missing column says it.
     params["data"] |= {"source": "exports/default.csv", "target": "churned"}
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(PipelineError, match="made for dataset 'tabular-classifier__label'.*stale"):
+        check_outputs_current(load_params().data, test)
+    params["data"] |= {"name": "tabular-classifier__label"}
     Path("params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(PipelineError, match="no column 'churned'.*stale"):
         check_outputs_current(load_params().data, test)
-    params["data"] |= {"target": "label"}
+    params["data"] |= {"target": "label", "name": None}
     Path("params.yaml").write_text(yaml.safe_dump(params))
     paths.FEATURE_TRANSFORM.parent.mkdir(parents=True)
     paths.FEATURE_TRANSFORM.write_text('{"numeric": ["amount", "tenure"], "categorical": {}}')
