@@ -1,42 +1,10 @@
-"""Another real dataset given only data.* keys, and bad inputs that must fail cleanly."""
-
-import json
+"""Bad inputs that must fail cleanly; a second real dataset is in test_breast_cancer_demo."""
 
 import pytest
-import yaml
 
-from tests.integration.conftest import LEAN, REPO, make_repo_copy
+from tests.integration.conftest import make_repo_copy
 
 pytestmark = pytest.mark.integration
-
-
-def test_a_second_real_dataset_needs_only_the_data_keys(tmp_path):
-    from sklearn.datasets import load_breast_cancer
-
-    bunch = load_breast_cancer(as_frame=True)
-    frame = bunch.frame.assign(diagnosis=bunch.target.map({0: "malignant", 1: "benign"})).drop(
-        columns="target"
-    )
-    defaults = yaml.safe_load((REPO / "params.yaml").read_text())
-    repo = make_repo_copy(tmp_path / "repo", params=LEAN | {"train": defaults["train"]})
-    source = repo.root / "data" / "external" / "breast_cancer.csv"
-    source.parent.mkdir(parents=True)
-    frame.to_csv(source, index=False)
-    repo.set_params(
-        {
-            "data": {
-                "source": "data/external/breast_cancer.csv",
-                "target": "diagnosis",
-                "positive_label": "malignant",
-            }
-        }
-    )
-    repo.dvc("repro", check=True)
-    assert (repo.root / "data/schemas/tabular-classifier__diagnosis.yaml").exists()
-    evaluate = json.loads((repo.root / "data/reports/evaluate.json").read_text())
-    assert evaluate["pr_auc"] > 0.8 and evaluate["test_positives"] > 0
-    register = json.loads((repo.root / "data/reports/register.json").read_text())
-    assert register["alias"] == "champion"
 
 
 @pytest.fixture(scope="module")
