@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from pipelines import paths
-from pipelines.config import DataParams, SplitParams
-from pipelines.contracts import ClassWeights
+from pipelines.config import DataParams, SplitParams, load_params
+from pipelines.contracts import ClassWeights, TunedConfig
 from pipelines.datasets import schema_path
 from pipelines.schema import infer_schema, save_schema
 from pipelines.split import split
@@ -228,4 +228,8 @@ def train_repo(destination: Path, train: dict, rows: int = 1000) -> RepoCopy:
     save_schema(schema, copy.root / paths.ENFORCED_SCHEMA)
     (copy.root / paths.CLASS_WEIGHTS).parent.mkdir(parents=True, exist_ok=True)
     (copy.root / paths.CLASS_WEIGHTS).write_text(ClassWeights(weights=None).model_dump_json())
+    params = load_params(copy.root / paths.PARAMS)
+    tuned = TunedConfig.from_params(params.train, params.rebalance)
+    (copy.root / paths.TUNED_CONFIG).parent.mkdir(parents=True, exist_ok=True)
+    (copy.root / paths.TUNED_CONFIG).write_text(tuned.model_dump_json())
     return copy
