@@ -30,27 +30,39 @@ def served(pipeline_repo, tmp_path_factory):
     server.stop()
 
 
-def test_two_racing_registers_make_one_version(served):
-    checkouts, server = served
-    racers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "pipelines.register"],
-            cwd=checkout.root,
-            env=checkout.env({"MLFLOW_TRACKING_URI": server.url}),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for checkout in checkouts
-    ]
-    logs = [racer.communicate(timeout=600)[1] for racer in racers]
-    assert [racer.returncode for racer in racers] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
-    assert sum("waiting for registry lock" in log for log in logs) == 1, "they did not race"
-    assert sum("gated already" in log for log in logs) == 1
+def test_two_racing_registers_make_one_version(served, tmp_path):
+    """The test holds the lock until both registers wait for it, so they always race."""
+    import time
 
     from mlflow import MlflowClient
+    from pipelines.registry_lock import held
 
+    checkouts, server = served
     client = MlflowClient(tracking_uri=server.url, registry_uri=server.url)
+    logs = [tmp_path / f"register-{n}.log" for n in range(2)]
+    with held(client, MODEL, wait_s=0, stale_s=3600):
+        racers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "pipelines.register"],
+                cwd=checkout.root,
+                env=checkout.env({"MLFLOW_TRACKING_URI": server.url}),
+                stdout=subprocess.DEVNULL,
+                stderr=log.open("w"),
+                text=True,
+            )
+            for checkout, log in zip(checkouts, logs, strict=True)
+        ]
+        deadline = time.monotonic() + 300
+        while not all("waiting for registry lock" in log.read_text() for log in logs):
+            assert all(racer.poll() is None for racer in racers), [log.read_text() for log in logs]
+            assert time.monotonic() < deadline, "the registers never reached the lock"
+            time.sleep(0.5)
+    for racer in racers:
+        racer.wait(timeout=600)
+    texts = [log.read_text() for log in logs]
+    assert [racer.returncode for racer in racers] == [0, 0], texts[0][-2000:] + texts[1][-2000:]
+    assert sum("gated already" in text for text in texts) == 1
+
     versions = client.search_model_versions(f"name='{MODEL}'")
     assert len(versions) == 1
     experiment = client.get_experiment_by_name("retraining").experiment_id
