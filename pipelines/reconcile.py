@@ -4,7 +4,8 @@ A process killed outright (SIGKILL, OOM, power) cannot clean up after itself. Th
 of ``python -m pipelines.register`` or ``python -m pipelines.registry`` repairs what it left:
 
 - its MLflow runs still RUNNING are reaped: FAILED, tagged ``pipeline.reaped``
-  (``pipelines.tracking``), when their process on this host is gone;
+  (``pipelines.tracking``), when their process on this host is gone, and their logged
+  models still PENDING (a kill inside ``log_model``) are finalized FAILED;
 - its pending alias move is completed when the alias did move and abandoned when it did not
   (``pipelines.promotion.settle_intents``), so history holds every move exactly once;
 - a version it registered but never gated (killed between "Created version" and the alias)

@@ -265,6 +265,25 @@ def reap_dead_runs(mlflow_client, experiment: str) -> None:
                 f"process {pid} on {host} disappeared; reaped by process {os.getpid()}",
             )
             mlflow_client.set_terminated(run.info.run_id, status="FAILED")
+            fail_pending_models(mlflow_client, experiment, run.info.run_id)
+
+
+def fail_pending_models(mlflow_client, experiment: str, run_id: str) -> None:
+    """Mark FAILED the logged models of ``run_id`` still PENDING: a process killed inside
+    ``log_model`` leaves its LoggedModel PENDING, which the UI shows as in progress forever."""
+    # MLflow 3.17's store does not match ``status = 'PENDING'`` in a filter (it stores an
+    # enum number), so the status is checked here.
+    logged = mlflow_client.search_logged_models(
+        [experiment], filter_string=f"source_run_id = '{run_id}'"
+    )
+    for model in logged:
+        if str(model.status) == "PENDING":
+            log.warning(
+                "logged model %s of run %s was left PENDING; marking it FAILED",
+                model.model_id,
+                run_id,
+            )
+            mlflow_client.finalize_logged_model(model.model_id, "FAILED")
 
 
 def record_failure(stage: str, reason: str, interrupted: bool) -> None:

@@ -68,3 +68,10 @@ def running_runs(client) -> list[str]:
     experiments = [e.experiment_id for e in client.search_experiments()]
     runs = client.search_runs(experiments, "attributes.status = 'RUNNING'")
     return [f"{r.info.run_name} ({r.info.run_id})" for r in runs]
+
+
+def pending_models(client) -> list[str]:
+    """Logged models left PENDING (a process killed inside ``log_model``, never reaped)."""
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    models = client.search_logged_models(experiments)
+    return [m.model_id for m in models if str(m.status) == "PENDING"]

@@ -17,7 +17,7 @@ One chain on one registry; each step kills a process at a named point and runs i
 A kill after the intent and before the alias (the move is abandoned, then redone by the
 retry) is tested in process, with the other points, by ``tests/faults/test_promotion_transaction``.
 
-After each step: no RUNNING run anywhere, no two versions of one lineage, every alias change
+After each step: no RUNNING run and no PENDING logged model anywhere, no two versions of one lineage, every alias change
 in history exactly once, and the champion what history says.
 """
 
@@ -30,7 +30,14 @@ import pytest
 
 from pipelines import promotion
 from pipelines.paths import KERAS_MODEL, REGISTER_REPORT
-from tests.faults.faulty import GATE, MODEL, running_runs, use_model, widen_test_split
+from tests.faults.faulty import (
+    GATE,
+    MODEL,
+    pending_models,
+    running_runs,
+    use_model,
+    widen_test_split,
+)
 from tests.integration.conftest import copy_with_outputs
 
 pytestmark = pytest.mark.integration
@@ -68,6 +75,7 @@ class Chain:
     def assert_consistent(self) -> None:
         client = self.repo.mlflow_client()
         assert running_runs(client) == []
+        assert pending_models(client) == []
         versions = client.search_model_versions(f"name='{MODEL}'")
         lineages = [v.tags["lineage_key"] for v in versions]
         assert len(lineages) == len(set(lineages)), "a lineage registered twice"

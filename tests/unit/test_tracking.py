@@ -280,3 +280,35 @@ def test_a_read_only_mlflow_folder_fails_in_one_line_exit_1(tmp_path):
         f"ERROR [registry] {folder / 'mlflow.db'}: cannot write (read-only); make it writable "
         "by this user, or point MLFLOW_TRACKING_URI at a tracking server"
     ]
+
+
+def test_a_dead_process_run_and_its_pending_logged_model_are_reaped_failed(tmp_path):
+    """A register SIGKILLed inside ``log_model`` leaves its run RUNNING and its LoggedModel
+    PENDING; the next command's reaper ends both FAILED, on a real sqlite store."""
+    import socket
+    import subprocess
+    import sys
+
+    from mlflow import MlflowClient
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.create_experiment("reap", artifact_location=(tmp_path / "a").as_uri())
+    tags = {tracking.HOST_TAG: socket.gethostname(), tracking.PID_TAG: dead.stdout.strip()}
+    run_id = client.create_run(experiment, tags=tags).info.run_id
+    pending = client.create_logged_model(experiment, source_run_id=run_id).model_id
+    alive_run = client.create_run(experiment).info.run_id  # no host tag: not ours to reap
+    alive_model = client.create_logged_model(experiment, source_run_id=alive_run).model_id
+
+    tracking.reap_dead_runs(client, experiment)
+
+    assert client.get_run(run_id).info.status == "FAILED"
+    assert tracking.REAPED_TAG in client.get_run(run_id).data.tags
+    assert str(client.get_logged_model(pending).status) == "FAILED"
+    assert client.get_run(alive_run).info.status == "RUNNING"
+    assert str(client.get_logged_model(alive_model).status) == "PENDING"
