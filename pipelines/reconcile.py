@@ -4,7 +4,7 @@ A process killed outright (SIGKILL, OOM, power) cannot clean up after itself. Th
 of ``python -m pipelines.register`` or ``python -m pipelines.registry`` repairs what it left:
 
 - its MLflow runs still RUNNING are reaped: FAILED, tagged ``pipeline.reaped``
-  (``pipelines.tracking``), when their process on this host is gone, and their logged
+  (``pipelines.reaper``), when their process on this host is gone, and their logged
   models still PENDING (a kill inside ``log_model``) are finalized FAILED;
 - its pending alias move is completed when the alias did move and abandoned when it did not
   (``pipelines.promotion.settle_intents``), so history holds every move exactly once;
@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from pipelines import promotion, tracking
+from pipelines import promotion, reaper
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -36,7 +36,7 @@ REJECTED = "rejected"
 
 def settle(client: MlflowClient, model: str, experiment: str) -> None:
     """Reap dead runs and settle interrupted alias moves; call with the registry lock held."""
-    tracking.reap_dead_runs(client, experiment)
+    reaper.reap_dead_runs(client, experiment)
     promotion.settle_intents(client, model)
 
 

@@ -21,7 +21,7 @@ import logging
 import sys
 from pathlib import Path
 
-from pipelines import reconcile, tracking
+from pipelines import reaper, reconcile, tracking
 from pipelines.checkout import checkout
 from pipelines.config import load_params
 from pipelines.errors import PipelineError
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     with held(client, name, cfg.lock_wait_s, cfg.lock_stale_s):
         reconcile.settle(client, name, experiment)
-        run_id = tracking.open_command_run(client, experiment, f"rollback-{name}")
+        run_id = reaper.open_command_run(client, experiment, f"rollback-{name}")
         try:
             event = rollback(client, name, git_commit(), run_id)
             log_audit_artifacts(client, name, run_id)

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from pipelines import tracking
+from pipelines import reaper, tracking
 from pipelines.errors import PipelineError
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ def _stale(holder: dict[str, str], stale_s: float) -> bool:
     if holder.get("lock.host") != socket.gethostname():
         return False
     pid = int(holder.get("lock.pid", "0") or 0)
-    return pid != os.getpid() and not tracking.process_alive(pid)
+    return pid != os.getpid() and not reaper.process_alive(pid)
 
 
 def _holder(client: MlflowClient, name: str) -> dict[str, str] | None:

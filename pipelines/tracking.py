@@ -17,8 +17,8 @@ Stages do not import MLflow while they succeed (its import alone costs seconds):
 its report and DVC metrics file, and register logs all of them into the run. A stage that
 fails records its error, and its reports, into the same run and marks it FAILED (an
 interrupted one too, tagged ``stage.<name>: killed``: every run ends FINISHED or FAILED). A process killed outright cannot do that, so the next register or
-registry command reaps RUNNING runs of this host whose process is gone: FAILED, tagged
-``pipeline.reaped``.
+registry command reaps RUNNING runs of this host whose process is gone
+(``pipelines.reaper``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import uuid
 from pathlib import Path
 
@@ -34,13 +33,11 @@ from pipelines import paths
 from pipelines.errors import PipelineError, brief, redact, redact_handlers
 from pipelines.io import write_json_atomic
 from pipelines.lineage import execution_lineage
+from pipelines.reaper import owner_tags, reap_dead_runs
 
 log = logging.getLogger(__name__)
 
 LINEAGE_TAG = "pipeline.lineage_id"
-HOST_TAG = "pipeline.host"
-PID_TAG = "pipeline.pid"
-REAPED_TAG = "pipeline.reaped"
 LINEAGE_POINTER = paths.MLFLOW_DIR / "lineage.json"
 DEFAULT_EXPERIMENT = "retraining"
 MLFLOW_DEFAULTS = {
@@ -184,8 +181,8 @@ def open_lineage_run(mlflow_client, experiment: str, run_name: str) -> str:
             mlflow_client.set_tag(run_id, name, value)
     if lineage_id() is None:
         write_json_atomic({"tracking_uri": display_uri(), "run_id": run_id}, LINEAGE_POINTER)
-    mlflow_client.set_tag(run_id, HOST_TAG, socket.gethostname())
-    mlflow_client.set_tag(run_id, PID_TAG, str(os.getpid()))
+    for name, value in owner_tags().items():
+        mlflow_client.set_tag(run_id, name, value)
     return run_id
 
 
@@ -235,55 +232,6 @@ def end_active_run(status: str) -> None:
         mlflow.end_run(status=status)
     except Exception as exc:  # noqa: BLE001 - see the docstring
         log.warning("could not mark the MLflow run %s: %s", status, brief(exc))
-
-
-def open_command_run(mlflow_client, experiment: str, run_name: str) -> str:
-    """A run of a registry command (not of a pipeline execution), tagged with this host and
-    process so that the next command reaps it if this one is killed."""
-    tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
-    return mlflow_client.create_run(experiment, run_name=run_name, tags=tags).info.run_id
-
-
-def reap_dead_runs(mlflow_client, experiment: str) -> None:
-    """Mark FAILED, tagged ``pipeline.reaped``, the RUNNING runs whose process on this host
-    no longer exists."""
-    host = socket.gethostname()
-    runs = mlflow_client.search_runs(
-        [experiment],
-        filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'",
-        max_results=50,
-    )
-    for run in runs:
-        pid = int(run.data.tags.get(PID_TAG, "0") or 0)
-        if pid and pid != os.getpid() and not process_alive(pid):
-            log.warning(
-                "MLflow run %s: its process %d is gone; reaping it as FAILED", run.info.run_id, pid
-            )
-            mlflow_client.set_tag(
-                run.info.run_id,
-                REAPED_TAG,
-                f"process {pid} on {host} disappeared; reaped by process {os.getpid()}",
-            )
-            mlflow_client.set_terminated(run.info.run_id, status="FAILED")
-            fail_pending_models(mlflow_client, experiment, run.info.run_id)
-
-
-def fail_pending_models(mlflow_client, experiment: str, run_id: str) -> None:
-    """Mark FAILED the logged models of ``run_id`` still PENDING: a process killed inside
-    ``log_model`` leaves its LoggedModel PENDING, which the UI shows as in progress forever."""
-    # MLflow 3.17's store does not match ``status = 'PENDING'`` in a filter (it stores an
-    # enum number), so the status is checked here.
-    logged = mlflow_client.search_logged_models(
-        [experiment], filter_string=f"source_run_id = '{run_id}'"
-    )
-    for model in logged:
-        if str(model.status) == "PENDING":
-            log.warning(
-                "logged model %s of run %s was left PENDING; marking it FAILED",
-                model.model_id,
-                run_id,
-            )
-            mlflow_client.finalize_logged_model(model.model_id, "FAILED")
 
 
 def record_failure(stage: str, reason: str, interrupted: bool) -> None:
@@ -366,13 +314,3 @@ def _pointed_run(mlflow_client) -> str | None:
     except MlflowException:
         return None
     return None if run.info.status == "FINISHED" else run_id
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

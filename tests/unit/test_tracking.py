@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipelines import register, registry, stage, tracking
+from pipelines import reaper, register, registry, stage, tracking
 from pipelines.errors import PipelineError, brief, redact, redact_handlers
 
 REPO = Path(__file__).resolve().parents[2]
@@ -299,16 +299,16 @@ def test_a_dead_process_run_and_its_pending_logged_model_are_reaped_failed(tmp_p
     )
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.create_experiment("reap", artifact_location=(tmp_path / "a").as_uri())
-    tags = {tracking.HOST_TAG: socket.gethostname(), tracking.PID_TAG: dead.stdout.strip()}
+    tags = {reaper.HOST_TAG: socket.gethostname(), reaper.PID_TAG: dead.stdout.strip()}
     run_id = client.create_run(experiment, tags=tags).info.run_id
     pending = client.create_logged_model(experiment, source_run_id=run_id).model_id
     alive_run = client.create_run(experiment).info.run_id  # no host tag: not ours to reap
     alive_model = client.create_logged_model(experiment, source_run_id=alive_run).model_id
 
-    tracking.reap_dead_runs(client, experiment)
+    reaper.reap_dead_runs(client, experiment)
 
     assert client.get_run(run_id).info.status == "FAILED"
-    assert tracking.REAPED_TAG in client.get_run(run_id).data.tags
+    assert reaper.REAPED_TAG in client.get_run(run_id).data.tags
     assert str(client.get_logged_model(pending).status) == "FAILED"
     assert client.get_run(alive_run).info.status == "RUNNING"
     assert str(client.get_logged_model(alive_model).status) == "PENDING"
