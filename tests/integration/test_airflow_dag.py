@@ -193,7 +193,8 @@ def test_the_triggered_retrain_trains_registers_and_records_why(trained):
     assert newest.tags["gate_decision"] in ("champion", "challenger")
     client = copy.mlflow_client()
     champion = client.get_model_version_by_alias(MODEL, "champion").version
-    assert champion == (newest.version if newest.tags["gate_decision"] == "champion" else "1")
+    promoted = newest.tags["gate_decision"] == "champion"
+    assert str(champion) == str(newest.version if promoted else versions[0].version)
     run_tags = client.get_run(newest.run_id).data.tags
     assert run_tags["pipeline.lineage_id"].startswith("airflow:retrain/manual__")
     assert run_tags["retrain.decision"] == "drift"
