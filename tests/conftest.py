@@ -84,3 +84,37 @@ def schema(frame, data_params, validate_params):
         validate_params.range_margin,
         validate_params.min_rows,
     )
+
+
+# The longest modules that need the tiny pipeline run, started first among those that do.
+LONGEST_PIPELINE_MODULES = (
+    "tests/integration/test_airflow_dag.py",
+    "tests/integration/test_readme_commands.py",
+    "tests/faults/test_register_faults.py",
+)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Order modules for ``make test``'s two workers (pytest-xdist, one module at a time per
+    worker, in this order): first the longest module that needs the shared tiny pipeline run
+    (its worker builds the run), then every module that does not need it (the other worker
+    works through them meanwhile instead of waiting for the build), then the other modules
+    that need it, longest first. Within a module the order is unchanged."""
+    needs_pipeline: dict[str, bool] = {}
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        needs_pipeline[module] = needs_pipeline.get(module, False) or (
+            "pipeline_repo" in getattr(item, "fixturenames", ())
+        )
+
+    def rank(module: str) -> tuple[int, int]:
+        longest = (
+            LONGEST_PIPELINE_MODULES.index(module)
+            if module in LONGEST_PIPELINE_MODULES
+            else len(LONGEST_PIPELINE_MODULES)
+        )
+        if not needs_pipeline[module]:
+            return (1, 0)
+        return (0, 0) if longest == 0 else (2, longest)
+
+    items.sort(key=lambda item: rank(item.nodeid.split("::")[0]))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
@@ -193,13 +195,37 @@ _TINY_PIPELINE: dict[str, tuple[RepoCopy, Run]] = {}
 
 
 def tiny_pipeline(tmp_path_factory) -> tuple[RepoCopy, Run]:
-    """The default pipeline, run once per test session end to end on the tiny configuration
-    (``tests/faults`` shares it through its own fixture of the same name)."""
+    """The default pipeline run end to end on the tiny configuration, built once per test
+    session (by whichever pytest-xdist worker needs it first; ``tests/faults`` shares it
+    through its own fixture of the same name), and handed to each worker as its own copy:
+    the whole folder with its git history, DVC cache and registry, so that what one worker's
+    tests do in it never reaches another's."""
     if "run" not in _TINY_PIPELINE:
-        copy = make_repo_copy(tmp_path_factory.mktemp("pipeline"))
-        copy.python("-m", "pipelines.simulate", "--if-empty", check=True)
-        _TINY_PIPELINE["run"] = (copy, copy.dvc("repro", check=True))
+        built, run = _built_once(_shared_folder(tmp_path_factory))
+        own = tmp_path_factory.mktemp("pipeline")
+        shutil.copytree(built, own, symlinks=True, dirs_exist_ok=True)
+        _TINY_PIPELINE["run"] = (RepoCopy(own), run)
     return _TINY_PIPELINE["run"]
+
+
+def _shared_folder(tmp_path_factory) -> Path:
+    """The folder every pytest-xdist worker of this session sees; this session's own without."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def _built_once(shared: Path) -> tuple[Path, Run]:
+    from filelock import FileLock
+
+    record = shared / "tiny-pipeline.json"
+    with FileLock(str(shared / "tiny-pipeline.lock")):
+        if not record.exists():
+            copy = make_repo_copy(Path(tempfile.mkdtemp(prefix="tiny-pipeline-", dir=shared)))
+            copy.python("-m", "pipelines.simulate", "--if-empty", check=True)
+            run = copy.dvc("repro", check=True)
+            record.write_text(json.dumps({"root": str(copy.root), "run": asdict(run)}))
+    built = json.loads(record.read_text())
+    return Path(built["root"]), Run(**built["run"])
 
 
 @pytest.fixture(scope="session")
