@@ -25,7 +25,7 @@ from pipelines.config import AugmentParams, load_params
 from pipelines.errors import PipelineError
 from pipelines.io import read_parquet, write_parquet_atomic
 from pipelines.origin import ORIGIN_COLUMN, augment_origin, with_origin
-from pipelines.reports import headline, write_results
+from pipelines.reports import stage_headline, write_results
 from pipelines.schema import Schema, load_enforced_schema
 from pipelines.stage import run_stage
 
@@ -111,7 +111,7 @@ def main() -> None:
     train = read_parquet(paths.REBALANCED_TRAIN)
     out, report = augment(train, schema, params.augment, params.seed)
     write_parquet_atomic(out, paths.AUGMENTED_TRAIN)
-    metrics = headline(report, "rows_added")
+    metrics = stage_headline("augment", rows=len(out))
     write_results(report, paths.AUGMENT_REPORT, metrics, paths.AUGMENT_METRICS)
     log.info("augment: %d rows in, added %s", report["rows_in"], report["rows_added"])
 

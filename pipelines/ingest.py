@@ -23,7 +23,7 @@ from pipelines.config import DataParams, IngestParams, load_params
 from pipelines.datasets import schema_path
 from pipelines.errors import PipelineError
 from pipelines.io import write_json_atomic, write_parquet_atomic
-from pipelines.reports import headline, write_results
+from pipelines.reports import stage_headline, write_results
 from pipelines.schema import load_schema
 from pipelines.sources import READABLE_SUFFIXES, SourceFile, list_source_files
 from pipelines.stage import run_stage
@@ -129,7 +129,7 @@ def main() -> None:
     snapshot, report = ingest(params.data, params.ingest)
     write_parquet_atomic(snapshot, paths.RAW_SNAPSHOT)
     write_json_atomic(report.pop("partitions"), paths.RAW_MANIFEST)
-    metrics = headline(report, "rows")
+    metrics = stage_headline("ingest", rows=report["rows"])
     write_results(report, paths.INGEST_REPORT, metrics, paths.INGEST_METRICS)
     log.info(
         "snapshot %s: %d rows x %d columns", paths.RAW_SNAPSHOT, report["rows"], report["columns"]

@@ -27,8 +27,9 @@ serving one. The choice reaches register as ``contracts.ServedVariant``.
 
 Test only reports: once the choice is made, the float model and each variant are scored on the
 test split, under each one's ``test`` key (``test_*`` columns of ``quantization.md``). Nothing
-the choice reads comes from test, and the headline numbers (``serving_artifact``,
-``size_ratio``, ``pr_auc_drop``) are the validation-based ones the gate used.
+the choice reads comes from test. The headline numbers are the served artifact's test PR-AUC
+and ROC-AUC, beside evaluate's of the float model; which artifact is served, its size ratio and
+the validation-based drops the gate used are in the report.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from pipelines.contracts import DecisionThreshold, ServedVariant
 from pipelines.features import FeatureTransform
 from pipelines.io import atomic_path, read_parquet, write_text_atomic
 from pipelines.metrics import quality
-from pipelines.reports import headline, write_results
+from pipelines.reports import stage_headline, write_results
 from pipelines.schema import load_enforced_schema
 from pipelines.stage import run_stage
 from pipelines.tf_runtime import load_keras_model, predict_proba, tensorflow
@@ -272,14 +273,11 @@ def markdown_table(report: dict) -> str:
 
 
 def headline_metrics(report: dict) -> dict:
-    """The served artifact, its size ratio and its PR-AUC drop on VALIDATION (the drop the gate
-    judged, not the test one); the float model has no size ratio (the ratio is against the
-    float32 TFLite file) and no drop."""
+    """The served artifact's TEST PR-AUC and ROC-AUC (reported after the choice, like every
+    test number here): the float model's when no variant passed the gate."""
     served = report["serving_artifact"]
-    if served == "float":
-        return {"serving_artifact": served, "pr_auc_drop": 0.0}
-    entry = report["variants"][served]
-    return {"serving_artifact": served} | headline(entry, "size_ratio", "pr_auc_drop")
+    test = (report["float"] if served == "float" else report["variants"][served])["test"]
+    return stage_headline("quantize", pr_auc=test["pr_auc"], roc_auc=test["roc_auc"])
 
 
 def main() -> None:

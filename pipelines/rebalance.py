@@ -4,8 +4,8 @@ Only the training split is ever read here, so no validation or test row can leak
 synthetic neighbours. The strategy is the one the tune stage hands over (``TunedConfig``:
 ``rebalance.strategy`` unless tuning chose another); how it is applied lives in
 ``pipelines.rebalancing``. The class weights training acts on are the ``ClassWeights``
-contract, written on every run (``null`` unless the strategy is ``class_weight``); the metrics
-file repeats them only for people and MLflow.
+contract, written on every run (``null`` unless the strategy is ``class_weight``); the report
+repeats them only for people and MLflow.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pipelines.config import load_params
 from pipelines.contracts import ClassWeights, TunedConfig
 from pipelines.io import read_parquet, write_parquet_atomic
 from pipelines.rebalancing import rebalance
-from pipelines.reports import headline, write_results
+from pipelines.reports import stage_headline, write_results
 from pipelines.schema import load_enforced_schema
 from pipelines.stage import run_stage
 
@@ -32,7 +32,7 @@ def main() -> None:
     out, report = rebalance(train, schema, cfg, params.seed)
     write_parquet_atomic(out, paths.REBALANCED_TRAIN)
     ClassWeights(weights=report.get("class_weight")).write()
-    metrics = headline(report, "rows_synthetic")
+    metrics = stage_headline("rebalance", rows=len(out))
     write_results(report, paths.REBALANCE_REPORT, metrics, paths.REBALANCE_METRICS)
     log.info("rebalance (%s): %s -> %s", cfg.strategy, report["before"], report["after"])
 

@@ -62,7 +62,7 @@ from pipelines.lineage import (
 from pipelines.packaging import log_pyfunc
 from pipelines.promotion import CHALLENGER, CHAMPION, DECISION_TAG
 from pipelines.registry_lock import held
-from pipelines.reports import headline, write_results
+from pipelines.reports import stage_headline, write_results
 from pipelines.schema import Schema, load_enforced_schema
 from pipelines.stage import run_stage
 
@@ -370,7 +370,7 @@ def _register_version(
 def main() -> None:
     params = load_params()
     result = register(params)
-    numbers = headline(result, "version", "promoted")
+    numbers = stage_headline("register", version=result["version"], promoted=result["promoted"])
     write_results(result, paths.REGISTER_REPORT, numbers, paths.REGISTER_METRICS)
     if result.get("champion_error"):
         raise PipelineError(

@@ -27,7 +27,7 @@ from pipelines import paths
 from pipelines.config import SplitParams, load_params
 from pipelines.errors import PipelineError
 from pipelines.io import read_parquet, write_parquet_atomic
-from pipelines.reports import headline, write_results
+from pipelines.reports import stage_headline, write_results
 from pipelines.schema import Schema, load_enforced_schema
 from pipelines.stage import run_stage
 
@@ -207,8 +207,7 @@ def main() -> None:
     ):
         write_parquet_atomic(part, path)
     report = split_report({"train": train, "val": val, "test": test}, schema, params.split)
-    # Positives per evaluation split: what bounds how far their metrics can be trusted.
-    numbers = headline(report, "val.positives", "test.positives")
+    numbers = stage_headline("split", rows=len(train) + len(val) + len(test))
     write_results(report, paths.SPLIT_REPORT, numbers, paths.SPLIT_METRICS)
     log.info(
         "split (%s): %s",

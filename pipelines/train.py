@@ -43,7 +43,7 @@ from pipelines.distribution import (
 from pipelines.features import FeatureTransform
 from pipelines.io import atomic_dir, read_parquet, write_csv_atomic
 from pipelines.model import build_model, dtype_policy, embedding_dim, float32_copy
-from pipelines.reports import headline, write_results
+from pipelines.reports import stage_headline, write_results
 from pipelines.resume import EpochState, first_epoch
 from pipelines.schema import Schema, load_enforced_schema
 from pipelines.stage import run_stage
@@ -325,7 +325,7 @@ def main() -> None:
         result.model.save(tmp / paths.KERAS_MODEL.name)
         result.transform.save(tmp / paths.FEATURE_TRANSFORM.name)
     write_csv_atomic(result.history, paths.TRAINING_HISTORY)
-    metrics = headline(result.report, "best_val_pr_auc", "epochs_run")
+    metrics = stage_headline("train", val_pr_auc=result.report["best_val_pr_auc"])
     write_results(result.report, paths.TRAIN_REPORT, metrics, paths.TRAIN_METRICS)
     # BackupAndRestore removed its checkpoints when fit ended; what is left is our fingerprint.
     shutil.rmtree(paths.TRAIN_BACKUP, ignore_errors=True)

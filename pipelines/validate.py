@@ -43,7 +43,7 @@ from pipelines.io import (
 )
 from pipelines.personal_data import personal_columns
 from pipelines.pii import pii_salt, pseudonymize
-from pipelines.reports import headline, write_results
+from pipelines.reports import stage_headline, write_results
 from pipelines.schema import Schema, infer_schema, load_schema, publish_enforced_schema, save_schema
 from pipelines.stage import run_stage
 
@@ -240,7 +240,9 @@ def main() -> None:
     write_json_atomic(drift.profile(clean, schema), reference_file)
     publish_enforced_schema(schema)
     report = _report(params, schema, inferred, reuse, (raw, clean, quarantine), cleaned, reference)
-    metrics = headline(report, "rows_quarantined", "drift.max_psi")
+    metrics = stage_headline(
+        "validate", rows=report["rows_clean"], max_psi=report["drift"]["max_psi"]
+    )
     write_results(report, paths.VALIDATE_REPORT, metrics, paths.VALIDATE_METRICS)
     log.info(
         "validated: %d clean, %d quarantined %s, repaired %s, max drift PSI %.3f",

@@ -20,7 +20,11 @@ def test_full_repro_registers_a_champion(pipeline_repo):
     metrics = json.loads(repo.dvc("metrics", "show", "--json", check=True).stdout)
     evaluate = metrics[""]["data"]["data/metrics/evaluate.json"]["data"]
     assert 0 < evaluate["pr_auc"] <= 1 and 0.5 < evaluate["roc_auc"] <= 1
-    # The detail is in the stages' reports; `dvc metrics show` lists only the headline numbers.
+    # The detail is in the stages' reports; `dvc metrics show` lists only the headline numbers,
+    # one table of every stage's that fits a 120-column terminal.
+    table = repo.dvc("metrics", "show", check=True).stdout
+    assert "data/metrics/evaluate.json" in table
+    assert max(len(line) for line in table.splitlines()) <= 120, table
     evaluate_report = json.loads((repo.root / "data/reports/evaluate.json").read_text())
     baselines = evaluate_report["baselines"]
     assert set(baselines) == {"logistic_regression", "hist_gradient_boosting"}
