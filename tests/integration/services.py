@@ -66,6 +66,10 @@ def seaweedfs(workdir: Path) -> Iterator[str]:
             f"-filer.port={ports['filer']}",
             SEAWEEDFS_S3_FLAG,
             f"-s3.port={ports['s3']}",
+            # Off: they listen on fixed ports (8181, 9101), so two servers at once (the
+            # suite's two workers) would collide, and no test uses them.
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
             "-volume.max=100",
             "-master.volumeSizeLimitMB=64",
         ],
