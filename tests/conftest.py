@@ -91,6 +91,7 @@ LONGEST_PIPELINE_MODULES = (
     "tests/integration/test_airflow_dag.py",
     "tests/integration/test_readme_commands.py",
     "tests/faults/test_register_faults.py",
+    "tests/integration/test_registry.py",
 )
 
 
