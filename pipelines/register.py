@@ -15,8 +15,9 @@ into the report, the run and the audit event.
 
 The story: read the inputs, log the run and register (or find) the version, score both
 models, decide, record. What the run records lives in ``pipelines.lineage``, the served
-pyfunc in ``pipelines.packaging``, the decision in ``pipelines.champion_gate``, and the
-aliases and their audit in ``pipelines.promotion``.
+pyfunc in ``pipelines.packaging``, scoring both models and recording the outcome in
+``pipelines.challenge``, the decision in ``pipelines.champion_gate``, and the aliases and
+their audit in ``pipelines.promotion``.
 
 Crash safety and concurrency: it all runs under the registry lock (``pipelines.registry_lock``)
 after ``pipelines.reconcile`` settled what a killed register or rollback left. A version is
@@ -30,27 +31,24 @@ killed register is never "up to date".
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 from pipelines import (
-    champion_gate,
+    challenge,
     champion_reference,
     faults,
     gates,
     paths,
-    promotion,
     reconcile,
     tracking,
 )
-from pipelines.artifacts import load_verified_model
-from pipelines.champion_gate import GATE_METRICS, Decision, GateMetrics
-from pipelines.config import Params, RegisterParams, load_params
-from pipelines.contracts import DecisionThreshold, Disparity, ServedVariant
+from pipelines.challenge import Inputs
+from pipelines.champion_gate import GATE_METRICS
+from pipelines.config import Params, load_params
+from pipelines.contracts import DecisionThreshold, ServedVariant
 from pipelines.datasets import check_outputs_current
-from pipelines.errors import PipelineError, brief
+from pipelines.errors import PipelineError
 from pipelines.io import read_parquet
 from pipelines.lineage import (
     file_md5,
@@ -60,10 +58,10 @@ from pipelines.lineage import (
     model_fingerprint,
 )
 from pipelines.packaging import log_pyfunc
-from pipelines.promotion import CHALLENGER, CHAMPION, DECISION_TAG
+from pipelines.promotion import CHAMPION, DECISION_TAG
 from pipelines.registry_lock import held
 from pipelines.reports import stage_headline, write_results
-from pipelines.schema import Schema, load_enforced_schema
+from pipelines.schema import load_enforced_schema
 from pipelines.stage import run_stage
 
 if TYPE_CHECKING:
@@ -72,52 +70,6 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Inputs:
-    """What register reads from the earlier stages' outputs."""
-
-    schema: Schema
-    test: pd.DataFrame
-    threshold: DecisionThreshold
-    served: ServedVariant
-
-
-@dataclass(frozen=True)
-class Gate:
-    """One run of the champion gate on the current test split, and its decision."""
-
-    challenger: GateMetrics
-    champion: GateMetrics | None
-    champion_version: str | None
-    champion_error: str | None
-    decision: Decision
-
-    @property
-    def promote(self) -> bool:
-        return self.decision.promote
-
-    @property
-    def reason(self) -> str:
-        return self.decision.reason
-
-    @property
-    def alias(self) -> str:
-        return CHAMPION if self.promote else CHALLENGER
-
-    @property
-    def comparison(self) -> dict | None:
-        """The paired comparison as a record, or None when there was none."""
-        paired = self.decision.comparison
-        return paired.record() if paired is not None else None
-
-
-def predict(model_uri: str, test: pd.DataFrame, schema: Schema) -> pd.DataFrame:
-    """Load a registered model as pyfunc (its files verified against their recorded hashes)
-    and predict test's raw rows: each row's ``probability`` and ``label`` at the model's own
-    threshold."""
-    return load_verified_model(model_uri).predict(test[schema.feature_columns])
 
 
 def register(params: Params) -> dict:
@@ -184,8 +136,8 @@ def _register_in_run(params: Params, client: MlflowClient, run_id: str, inputs: 
         mlflow.set_tags({"register.reused_version": number, "stage.register": "done"})
         return _recorded_result(version, run_id)
     faults.point("after_version")
-    gate = _run_gate(client, params, number, inputs)
-    _record_gate(client, cfg, number, run_id, gate)
+    gate = challenge.run_gate(client, params, number, inputs)
+    challenge.record_gate(client, cfg, number, run_id, gate)
     log.info("%s v%s -> @%s: %s", cfg.model_name, number, gate.alias, gate.reason)
     return {
         "model_name": cfg.model_name,
@@ -224,100 +176,6 @@ def _logged_version(
         return version
     except MlflowException as exc:
         raise tracking.mlflow_error(exc, f"registering {cfg.model_name!r}") from exc
-
-
-def _run_gate(client: MlflowClient, params: Params, number: str, inputs: Inputs) -> Gate:
-    """Score the challenger (it must serve) and the champion (if it still can) on the same
-    rows, and decide on their paired difference."""
-    cfg, bins = params.register_, params.evaluate.calibration_bins
-    name, labels = cfg.model_name, inputs.test[inputs.schema.target].to_numpy()
-    try:
-        challenged = predict(f"models:/{name}/{number}", inputs.test, inputs.schema)
-    except Exception as exc:
-        client.set_model_version_tag(name, number, DECISION_TAG, "unservable")
-        raise PipelineError(
-            f"{name} v{number} does not load from the registry and predict the test "
-            f"split ({type(exc).__name__}: {exc}); no alias was moved"
-        ) from exc
-    challenger = champion_gate.gate_metrics(labels, challenged, bins)
-    champion_version = promotion.alias_holder(client, name, CHAMPION)
-    champion, champion_error = None, None
-    if champion_version is not None:
-        try:
-            if not promotion.registered_by_pipeline(client, name, champion_version):
-                raise PipelineError("it was not registered by this pipeline, so it is not loaded")
-            held = predict(f"models:/{name}/{champion_version}", inputs.test, inputs.schema)
-            champion = champion_gate.gate_metrics(labels, held, bins)
-        except Exception as exc:  # noqa: BLE001 - reported below, the champion is kept
-            champion_error = f"{type(exc).__name__}: {brief(exc)}"
-            log.error(
-                "champion v%s cannot score the current test split: %s",
-                champion_version,
-                champion_error,
-            )
-    if champion_error:
-        decision = champion_gate.champion_unscorable(champion_version, champion_error)
-    else:
-        paired = None
-        if champion is not None:
-            new, old = (p["probability"].to_numpy(dtype="float64") for p in (challenged, held))
-            paired = champion_gate.compare(labels, new, old, cfg, params.seed)
-        disparity = Disparity.load().columns if cfg.max_disparity is not None else {}
-        fairness = champion_gate.disparity_checks(disparity, cfg.max_disparity)
-        decision = champion_gate.gate_decision(challenger, champion, cfg, paired, fairness)
-    return Gate(challenger, champion, champion_version, champion_error, decision)
-
-
-def _record_gate(
-    client: MlflowClient, cfg: RegisterParams, number: str, run_id: str, gate: Gate
-) -> None:
-    """Tag the version, move its alias (audited), and log the decision in the run."""
-    import mlflow
-
-    name = cfg.model_name
-    challenger = asdict(gate.challenger)
-    champion = asdict(gate.champion) if gate.champion is not None else None
-    check_tags = gates.as_tags("champion", gate.decision.checks)
-    for key, value in check_tags.items():
-        log.info("%s %s", key, value)
-    for key, value in {
-        "gate_reason": gate.reason[:4000],
-        **{f"test_{k}": f"{v:.6f}" for k, v in challenger.items()},
-        **check_tags,
-    }.items():
-        client.set_model_version_tag(name, number, key, value)
-    promotion.move_alias(
-        client,
-        name,
-        gate.alias,
-        number,
-        action="promote" if gate.promote else "challenge",
-        reason=gate.reason,
-        run_id=run_id,
-        git_commit=git_commit(),
-        metrics={number: challenger, **({gate.champion_version: champion} if champion else {})},
-        comparison=gate.comparison,
-        # Tagged inside the move's transaction: it tells a retry the gate ran for the version.
-        decision=gate.alias,
-    )
-    logged = {f"gate.challenger_{k}": v for k, v in challenger.items()}
-    logged |= {f"gate.champion_{k}": v for k, v in champion.items()} if champion else {}
-    paired = gate.decision.comparison
-    logged |= paired.metrics() if paired is not None else {}
-    mlflow.log_metrics(logged | {"gate.promoted": float(gate.promote)})
-    verdict = "promoted to @champion" if gate.promote else "kept as @challenger, champion unchanged"
-    mlflow.set_tags(
-        check_tags
-        | ({"gate.test": paired.tests()} if paired is not None else {})
-        | {
-            "gate_reason": gate.reason[:4000],
-            "gate_decision": gate.alias,
-            "stage.register": "done",
-            # The run's Description in the MLflow UI: the outcome a reviewer looks for first.
-            "mlflow.note.content": f"{name} v{number} {verdict}: {gate.reason[:3000]}",
-        }
-    )
-    promotion.log_audit_artifacts(client, name, run_id)
 
 
 def _recorded_result(version: ModelVersion, run_id: str) -> dict:
