@@ -90,6 +90,7 @@ def schema(frame, data_params, validate_params):
 LONGEST_PIPELINE_MODULES = (
     "tests/integration/test_airflow_dag.py",
     "tests/integration/test_readme_commands.py",
+    "tests/integration/test_airflow_celery.py",
     "tests/faults/test_register_faults.py",
     "tests/integration/test_registry.py",
 )

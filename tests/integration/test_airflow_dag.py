@@ -1,21 +1,18 @@
-"""The retrain and monitor DAGs run by real Airflow: `airflow dags test`, then a Celery cluster.
+"""The retrain and monitor DAGs run by real Airflow under `airflow dags test`.
 
-1. The monitoring loop, from the DVC pipeline's outputs and registry (its champion carries
-   the monitoring reference register logged): ``airflow dags test monitor`` on one more
-   ordinary simulated day judges it ``ok`` and triggers nothing; on a day far along the
-   simulator's drift it judges ``drift`` and queues a ``retrain`` run whose conf holds the
-   decision and reason. That queued run is then executed as the scheduler would, with its
-   conf (``airflow dags test retrain -c``): it ingests the two new days, retrains, registers
-   a version gated against the champion, and records why on its MLflow run. Run again with
-   no new partition, it skips training; with a partition whose label has a third value,
-   validate fails once (no retry), nothing downstream runs, the champion stays, and the alert
-   webhook gets the failed expectations. A task killed mid-run and retried (run twice)
-   ingests each partition once and gives the same outputs.
-2. A scheduler, dag-processor, api-server and Celery worker on the local PostgreSQL and Redis
-   execute one triggered run. Its checkout holds no pipeline outputs and no DVC cache: every
-   task pulls its inputs from, and pushes its outputs to, an S3 DVC remote (SeaweedFS) whose
-   credentials come from an Airflow connection. A stricter gate param makes register run
-   again, and the run ends successfully through ``champion_kept``.
+The monitoring loop, from the DVC pipeline's outputs and registry (its champion carries
+the monitoring reference register logged): ``airflow dags test monitor`` on one more
+ordinary simulated day judges it ``ok`` and triggers nothing; on a day far along the
+simulator's drift it judges ``drift`` and queues a ``retrain`` run whose conf holds the
+decision and reason. That queued run is then executed as the scheduler would, with its
+conf (``airflow dags test retrain -c``): it ingests the two new days, retrains, registers
+a version gated against the champion, and records why on its MLflow run. Run again with
+no new partition, it skips training; with a partition whose label has a third value,
+validate fails once (no retry), nothing downstream runs, the champion stays, and the alert
+webhook gets the failed expectations. A task killed mid-run and retried (run twice)
+ingests each partition once and gives the same outputs.
+
+The same DAG on a Celery cluster is tests/integration/test_airflow_celery.py.
 """
 
 from __future__ import annotations
@@ -24,7 +21,6 @@ import hashlib
 import http.server
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -48,7 +44,6 @@ from tests.integration.conftest import (
     make_repo_copy,
     ran_stages,
 )
-from tests.integration.services import AirflowCluster, s3_client, s3_env, seaweedfs
 
 # Generous: three pipeline runs share one fixture, and a loaded CI machine is slow.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
@@ -216,55 +211,6 @@ def _stage_lines(output: str) -> str:
     """DVC's "Running stage" lines, out of Airflow's structured task log lines."""
     marker = "Running stage '"
     return "\n".join(line[line.index(marker) :] for line in output.splitlines() if marker in line)
-
-
-def test_celery_executor_runs_the_dag_with_data_moving_through_s3(trained, tmp_path):
-    source = trained[0]
-    copy = copy_with_outputs(source, tmp_path / "repo")
-    # A worker that has never run the pipeline: no outputs, no DVC cache, only dvc.lock.
-    with seaweedfs(tmp_path / "seaweedfs") as endpoint:
-        s3_client(endpoint).create_bucket(Bucket="dvc")
-        copy.dvc("remote", "add", "--local", "--default", "storage", "s3://dvc/store", check=True)
-        copy.dvc("push", check=True, env_extra=s3_env(endpoint))
-        landing = copy.root / "data" / "landing"
-        shutil.move(landing, tmp_path / "landing")
-        shutil.rmtree(copy.root / "data")
-        shutil.rmtree(copy.root / ".dvc" / "cache")
-        (copy.root / "data").mkdir()
-        shutil.move(tmp_path / "landing", landing)
-        shutil.copytree(source.root / "data" / "schemas", copy.root / "data" / "schemas")
-        shutil.copy2(source.root / "params.yaml", copy.root / "params.yaml")
-        copy.set_params({"register": copy.params()["register"] | {"min_delta": 0.5}})
-        connection = {
-            "conn_type": "aws",
-            "login": s3_env(endpoint)["AWS_ACCESS_KEY_ID"],
-            "password": s3_env(endpoint)["AWS_SECRET_ACCESS_KEY"],
-            "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"},
-        }
-        cluster = AirflowCluster(
-            tmp_path / "airflow",
-            copy.root / "dags",
-            RETRAIN_PROJECT_DIR=str(copy.root),
-            RETRAIN_SCHEDULE="none",
-            PYTHONPATH=str(copy.root),
-            AIRFLOW_CONN_RETRAIN_S3=json.dumps(connection),
-        )
-        try:
-            cluster.start()
-            cluster.trigger("retrain", "celery-1")
-            state = cluster.wait_for_run("retrain", "celery-1", timeout=900)
-            tasks = cluster.task_states("retrain", "celery-1")
-            logs = cluster.logs()
-        finally:
-            cluster.stop()
-    assert state == "success", f"{tasks}\n{logs}"
-    assert tasks["champion_kept"] == "success" and tasks["promoted"] == "skipped", tasks
-    assert all(tasks[stage] == "success" for stage in ("ingest", "train", "register")), tasks
-    versions = copy.registered_versions(MODEL)
-    assert len(versions) == 3  # the loop's two, and this one
-    newest = max(versions, key=lambda v: int(v.version))
-    assert newest.tags["gate_decision"] == "challenger"
-    assert (copy.root / "data" / "models" / "model.tflite").exists()  # pulled from S3
 
 
 def test_bad_data_stops_at_validate_alerts_and_keeps_the_champion(trained):
