@@ -71,18 +71,13 @@ DEFAULT_ARGS = {
 
 @task
 def score_new_data() -> dict:
-    from airflow.sdk import Variable
-
     from pipelines.monitor_loop import score_partitions, window_folder
-    from pipelines.orchestration import list_source_partitions, state_variable
+    from pipelines.orchestration import last_processed, list_source_partitions
 
     context = get_current_context()
-    processed = Variable.get(
-        state_variable(context["dag"].dag_id), default={}, deserialize_json=True
-    )
+    done = last_processed(context["dag"].dag_id).get("partitions", {})
     env = _environment()
     current = list_source_partitions(PROJECT_DIR, env)
-    done = processed.get("partitions", {})
     new = sorted(name for name, stamp in current.items() if done.get(name) != stamp)
     log.info("%d partition(s), %d new or changed: %s", len(current), len(new), new[:20])
     window = window_folder(context["run_id"])
@@ -102,16 +97,10 @@ def monitor(scored: dict) -> dict:
 @task
 def record_scored(scored: dict, report: dict) -> None:
     """Remember what this run scored, so that the next run judges only newer data."""
-    from airflow.sdk import Variable
-
-    from pipelines.orchestration import state_variable
+    from pipelines.orchestration import record_processed
 
     context = get_current_context()
-    Variable.set(
-        state_variable(context["dag"].dag_id),
-        {"partitions": scored["partitions"], "run_id": context["run_id"]},
-        serialize_json=True,
-    )
+    record_processed(context["dag"].dag_id, context["run_id"], scored["partitions"])
 
 
 @task.branch

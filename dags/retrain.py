@@ -87,17 +87,20 @@ DEFAULT_ARGS = {
     soft_fail=True,
 )
 def wait_for_new_data() -> PokeReturnValue:
-    from airflow.sdk import Variable
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from pipelines.orchestration import changed_partitions, list_source_partitions, state_variable
+    from pipelines.orchestration import (
+        changed_partitions,
+        last_processed,
+        list_source_partitions,
+    )
 
     context = get_current_context()
     dag_id = context["dag"].dag_id
     trigger = context["dag_run"].conf or {}
     if trigger.get("reason"):
         log.info("triggered by monitoring (%s): %s", trigger.get("decision"), trigger["reason"])
-    processed = Variable.get(state_variable(dag_id), default={}, deserialize_json=True)
+    processed = last_processed(dag_id)
     current = list_source_partitions(PROJECT_DIR, _environment())
     changed = changed_partitions(current, processed.get("partitions", {}))
     log.info("%d partition(s), %d new or changed: %s", len(current), len(changed), changed[:20])
@@ -130,16 +133,10 @@ def stage_task(stage: str):
 @task
 def record_processed(partitions: dict, last_stage: dict) -> None:
     """Remember what this run processed, so that the next run only starts on new data."""
-    from airflow.sdk import Variable
-
-    from pipelines.orchestration import state_variable
+    from pipelines import orchestration
 
     context = get_current_context()
-    Variable.set(
-        state_variable(context["dag"].dag_id),
-        {"partitions": partitions, "run_id": context["run_id"]},
-        serialize_json=True,
-    )
+    orchestration.record_processed(context["dag"].dag_id, context["run_id"], partitions)
 
 
 @task.branch

@@ -61,6 +61,23 @@ def state_variable(dag_id: str) -> str:
     return f"{dag_id}.processed_partitions"
 
 
+def last_processed(dag_id: str) -> dict:
+    """What the last completed run of ``dag_id`` recorded: ``partitions`` (its listing) and
+    ``run_id``; empty before the first."""
+    from airflow.sdk import Variable
+
+    return Variable.get(state_variable(dag_id), default={}, deserialize_json=True)
+
+
+def record_processed(dag_id: str, run_id: str, partitions: dict[str, str]) -> None:
+    """Record the listing this run of ``dag_id`` used, so that its next run starts from it."""
+    from airflow.sdk import Variable
+
+    Variable.set(
+        state_variable(dag_id), {"partitions": partitions, "run_id": run_id}, serialize_json=True
+    )
+
+
 def changed_partitions(current: dict[str, str], processed: dict[str, str]) -> list[str]:
     """Partitions added, rewritten or removed since the processed listing."""
     return sorted(
