@@ -1,12 +1,8 @@
 """The monitor DAG: structure, task policy, and the trigger that closes the loop."""
 
-import json
-import subprocess
-import sys
-
 import pytest
 
-from tests.dags.test_retrain_dag import REPO, load_dagbag
+from tests.dags.dag_files import load_dagbag, parse_probe
 
 
 @pytest.fixture(scope="module")
@@ -54,21 +50,11 @@ def test_schedule_and_concurrency(dag):
 
 
 def test_dag_file_parses_fast_without_heavy_imports():
-    heavy = ["tensorflow", "great_expectations", "mlflow", "pipelines", "dvc", "sklearn", "pandas"]
-    probe = f"""
-import json, runpy, sys, time
-import airflow.sdk, airflow.providers.standard.operators.empty
-import airflow.providers.standard.operators.trigger_dagrun
-timings = []
-for _ in range(3):
-    started = time.perf_counter()
-    runpy.run_path({str(REPO / "dags" / "monitor.py")!r})
-    timings.append(time.perf_counter() - started)
-print(json.dumps({{"seconds": min(timings), "heavy": [m for m in sys.modules if m.split(".")[0] in {heavy!r}]}}))
-"""
-    done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=300
-    )
-    result = json.loads(done.stdout.splitlines()[-1])
+    preloaded = [
+        "airflow.sdk",
+        "airflow.providers.standard.operators.empty",
+        "airflow.providers.standard.operators.trigger_dagrun",
+    ]
+    result = parse_probe("monitor.py", preloaded)
     assert result["heavy"] == []
     assert result["seconds"] < 0.5, result

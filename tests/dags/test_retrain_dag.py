@@ -1,25 +1,14 @@
 """The DagBag imports cleanly and the retrain DAG mirrors dvc.yaml's stage graph."""
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.dags.dag_files import REPO, load_dagbag, parse_probe
+
 STAGE_GRAPH = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 STAGES = list(STAGE_GRAPH)
-
-
-def load_dagbag(tmp_path_factory):
-    os.environ["AIRFLOW_HOME"] = str(tmp_path_factory.mktemp("airflow_home"))
-    os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-    from airflow.dag_processing.dagbag import DagBag
-
-    return DagBag(dag_folder=str(REPO / "dags"))
 
 
 @pytest.fixture(scope="module")
@@ -111,21 +100,8 @@ def test_settings_come_from_the_environment(tmp_path_factory, monkeypatch):
 
 
 def test_dag_file_parses_fast_without_heavy_imports():
-    """Timed the way the dag-processor parses: Airflow's own modules already imported."""
-    heavy = ["tensorflow", "great_expectations", "mlflow", "pipelines", "dvc", "sklearn", "pandas"]
-    probe = f"""
-import json, runpy, sys, time
-import airflow.sdk, airflow.providers.standard.operators.empty, yaml
-timings = []
-for _ in range(3):
-    started = time.perf_counter()
-    runpy.run_path({str(REPO / "dags" / "retrain.py")!r})
-    timings.append(time.perf_counter() - started)
-print(json.dumps({{"seconds": min(timings), "heavy": [m for m in sys.modules if m.split(".")[0] in {heavy!r}]}}))
-"""
-    done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=300
+    result = parse_probe(
+        "retrain.py", ["airflow.sdk", "airflow.providers.standard.operators.empty", "yaml"]
     )
-    result = json.loads(done.stdout.splitlines()[-1])
     assert result["heavy"] == []
     assert result["seconds"] < 0.5, result
