@@ -39,7 +39,9 @@ COPIED = [
 TINY = {
     "simulate": {"n_days": 3, "rows_per_day": 1500},
     "train": {"epochs": 4, "hidden_units": [16], "early_stopping_patience": 2},
-    "evaluate": {"importance_repeats": 1},
+    # SHAP on 20 rows against 20 (the default 100 against 50 is a third of evaluate here);
+    # its rendering and its numbers have their own tests.
+    "evaluate": {"importance_repeats": 1, "shap_rows": 20, "shap_background": 20},
     "quantize": {"qat_epochs": 1},
 }
 # For runs about orchestration or data rather than evaluate's and quantize's own features,
