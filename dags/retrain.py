@@ -133,7 +133,7 @@ def stage_task(stage: str):
 @task
 def record_processed(partitions: dict, last_stage: dict) -> None:
     """Remember what this run processed, so that the next run only starts on new data."""
-    from pipelines import orchestration
+    from pipelines import orchestration  # the module: this task has its helper's name
 
     context = get_current_context()
     orchestration.record_processed(context["dag"].dag_id, context["run_id"], partitions)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -112,7 +112,7 @@ MODULE_SECONDS = {
 DEFAULT_MODULE_SECONDS = 2
 
 
-def deal_into_lanes(modules: list[str], lanes: int) -> dict[str, int]:
+def deal_into_lanes(modules: Iterable[str], lanes: int) -> dict[str, int]:
     """Each module's lane: longest first, each to the lane with the least work so far (ties to
     the lowest lane, modules of equal length by name, so every process deals the same)."""
     load = [0.0] * lanes
@@ -149,7 +149,7 @@ def pytest_xdist_make_scheduler(config, log):
         def _split_scope(self, nodeid: str) -> str:
             if self.lane_of is None:
                 modules = {module_of(node) for node in self.collection}
-                self.lane_of = deal_into_lanes(sorted(modules), len(self.nodes))
+                self.lane_of = deal_into_lanes(modules, len(self.nodes))
             return f"lane{self.lane_of[module_of(nodeid)]}"
 
     return LaneScheduling(config, log)
@@ -167,7 +167,7 @@ def pytest_collection_modifyitems(config, items) -> None:
         needs_pipeline[module] = needs_pipeline.get(module, False) or (
             "pipeline_repo" in getattr(item, "fixturenames", ())
         )
-    lane_of = deal_into_lanes(sorted(needs_pipeline), lanes)
+    lane_of = deal_into_lanes(needs_pipeline, lanes)
     pipeline_modules = [module for module in needs_pipeline if needs_pipeline[module]]
     builder = max(pipeline_modules, key=module_seconds, default=None)
 

@@ -2,12 +2,7 @@
 
 import pytest
 
-from tests.dags.dag_files import load_dagbag, parse_probe
-
-
-@pytest.fixture(scope="module")
-def dagbag(tmp_path_factory):
-    return load_dagbag(tmp_path_factory)
+from tests.dags.dag_files import parse_probe
 
 
 @pytest.fixture(scope="module")

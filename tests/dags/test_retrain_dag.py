@@ -12,11 +12,6 @@ STAGES = list(STAGE_GRAPH)
 
 
 @pytest.fixture(scope="module")
-def dagbag(tmp_path_factory):
-    return load_dagbag(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
 def dag(dagbag):
     return dagbag.dags["retrain"]
 
