@@ -123,13 +123,22 @@ def prepare_sqlite_store(database: Path) -> None:
 
 
 def experiment_id(mlflow_client, name: str) -> str:
+    """The id of experiment ``name``, created if missing. Two first runs at once both find it
+    missing and both create it; the one whose create is refused as a duplicate reads the
+    other's, rather than failing the stage."""
     from mlflow.exceptions import MlflowException
 
     try:
         experiment = mlflow_client.get_experiment_by_name(name)
         if experiment is not None:
             return experiment.experiment_id
-        return mlflow_client.create_experiment(name, artifact_location=_local_artifacts())
+        try:
+            return mlflow_client.create_experiment(name, artifact_location=_local_artifacts())
+        except MlflowException as exc:
+            experiment = mlflow_client.get_experiment_by_name(name)
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS" or experiment is None:
+                raise
+            return experiment.experiment_id
     except MlflowException as exc:
         raise mlflow_error(exc, f"opening experiment {name!r}") from exc
 

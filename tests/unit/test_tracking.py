@@ -312,3 +312,33 @@ def test_a_dead_process_run_and_its_pending_logged_model_are_reaped_failed(tmp_p
     assert str(client.get_logged_model(pending).status) == "FAILED"
     assert client.get_run(alive_run).info.status == "RUNNING"
     assert str(client.get_logged_model(alive_model).status) == "PENDING"
+
+
+class LateToTheRace:
+    """A client of a real sqlite store that, like the second of two first runs at once, finds
+    the experiment missing on its first look, after the other run has created it."""
+
+    def __init__(self, client):
+        self.client, self.looked = client, False
+
+    def get_experiment_by_name(self, name):
+        if not self.looked:
+            self.looked = True
+            return None
+        return self.client.get_experiment_by_name(name)
+
+    def create_experiment(self, name, artifact_location=None):
+        return self.client.create_experiment(name, artifact_location=artifact_location)
+
+
+def test_two_first_runs_creating_the_experiment_at_once_share_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = tracking.client()
+    first = tracking.experiment_id(client, "retraining")
+    assert tracking.experiment_id(LateToTheRace(client), "retraining") == first
+
+
+def test_a_create_refused_for_another_reason_is_still_an_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with pytest.raises(PipelineError, match="opening experiment ''"):
+        tracking.experiment_id(LateToTheRace(tracking.client()), "")
