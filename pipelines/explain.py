@@ -65,6 +65,27 @@ class RowCodec:
         return out
 
 
+def import_shap():
+    """The ``shap`` module, its numba helpers loaded as plain Python.
+
+    shap's ``@njit`` helpers are not declared ``cache=True``, so every process compiled them
+    anew: about 5 s, a third of the tiny configuration's evaluate. For the samples evaluate
+    explains (hundreds of rows against tens of background rows) they run faster interpreted
+    than that compile takes, with the same values to rounding (``python -m bench.shap_jit``). The
+    switch is numba's own ``DISABLE_JIT``, read when a function is decorated, so it is on only
+    while shap is first imported. Imported earlier in the process, shap stays as it was.
+    """
+    import numba
+
+    jit_disabled = numba.config.DISABLE_JIT
+    numba.config.DISABLE_JIT = True
+    try:
+        import shap
+    finally:
+        numba.config.DISABLE_JIT = jit_disabled
+    return shap
+
+
 def shap_values(
     score: Callable[[pd.DataFrame], np.ndarray],
     background: pd.DataFrame,
@@ -74,8 +95,7 @@ def shap_values(
     seed: int,
 ) -> Explanation:
     """SHAP values of ``rows`` against ``background`` (each a small sample, already drawn)."""
-    import shap
-
+    shap = import_shap()
     codec = RowCodec([background, rows], schema)
     masker = shap.maskers.Independent(codec.encode(background), max_samples=len(background))
     explainer = shap.explainers.Permutation(

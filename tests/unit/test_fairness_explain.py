@@ -59,3 +59,20 @@ def test_shap_attributes_the_score_to_the_features_it_uses(frame, schema):
     table = explanation.table()
     assert list(table["feature"]) == ["amount", "color", "age"]
     assert table["mean_abs_shap"].iloc[-1] == 0 and explanation.values.shape == (8, 3)
+
+
+def test_shap_loads_its_numba_helpers_uncompiled_and_leaves_numba_as_it_was():
+    """In a fresh process, as evaluate imports it: the explainer's helper is plain Python (no
+    compile on the first explanation), and numba's JIT is on again for anything else."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import numba; from pipelines.explain import import_shap; shap = import_shap(); "
+        "from shap.utils import _masked_model; "
+        "print(type(_masked_model._build_fixed_single_output).__name__, "
+        "numba.config.DISABLE_JIT)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["function", "0"]
