@@ -51,6 +51,9 @@ def test_celery_executor_runs_the_dag_with_data_moving_through_s3(pipeline_repo,
             copy.root / "dags",
             RETRAIN_PROJECT_DIR=str(copy.root),
             RETRAIN_SCHEDULE="none",
+            # The monitor DAG (same folder) would otherwise start its daily run at once and
+            # take the one worker slot between the retrain's tasks.
+            MONITOR_SCHEDULE="none",
             PYTHONPATH=str(copy.root),
             AIRFLOW_CONN_RETRAIN_S3=json.dumps(connection),
         )
