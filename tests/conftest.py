@@ -87,27 +87,28 @@ def schema(frame, data_params, validate_params):
     )
 
 
-# Seconds each module took in `make test` (2026-12-04, both workers busy), for those over
-# 15 s; every other module counts as 2 s. They only balance the lanes below: a stale figure
-# costs minutes, never a result.
+# Seconds each module took in `make test` (2026-12-04, after the Celery cluster stopped
+# scheduling the monitor DAG), for those over 10 s; every other module counts as 2 s. They only
+# balance the lanes below: a stale figure costs minutes, never a result.
 MODULE_SECONDS = {
-    "tests/integration/test_airflow_dag.py": 315,  # the tiny pipeline build included
-    "tests/integration/test_readme_commands.py": 238,
-    "tests/integration/test_airflow_celery.py": 200,
-    "tests/integration/test_registry.py": 137,
-    "tests/integration/test_breast_cancer_demo.py": 130,
-    "tests/faults/test_register_faults.py": 102,
-    "tests/integration/test_pipeline.py": 86,
-    "tests/integration/test_checkout.py": 44,
-    "tests/integration/test_validate_stage.py": 41,
-    "tests/integration/test_distributed.py": 38,
-    "tests/integration/test_mlflow_trust.py": 36,
-    "tests/integration/test_quantize.py": 36,
-    "tests/integration/test_pipeline_faults.py": 33,
-    "tests/integration/test_train_controls.py": 29,
-    "tests/faults/test_register_race.py": 24,
-    "tests/integration/test_datasets.py": 22,
-    "tests/integration/test_score.py": 19,
+    "tests/integration/test_airflow_dag.py": 201,  # the tiny pipeline build included
+    "tests/integration/test_readme_commands.py": 161,
+    "tests/integration/test_airflow_celery.py": 121,
+    "tests/integration/test_registry.py": 103,
+    "tests/faults/test_register_faults.py": 83,
+    "tests/integration/test_breast_cancer_demo.py": 75,
+    "tests/integration/test_pipeline.py": 52,
+    "tests/integration/test_distributed.py": 31,
+    "tests/integration/test_checkout.py": 27,
+    "tests/integration/test_validate_stage.py": 26,
+    "tests/integration/test_pipeline_faults.py": 26,
+    "tests/integration/test_mlflow_trust.py": 26,
+    "tests/integration/test_quantize.py": 25,
+    "tests/integration/test_train_controls.py": 20,
+    "tests/faults/test_register_race.py": 18,
+    "tests/integration/test_datasets.py": 16,
+    "tests/integration/test_s3_ingest.py": 14,
+    "tests/integration/test_score.py": 13,
 }
 DEFAULT_MODULE_SECONDS = 2
 
