@@ -135,8 +135,10 @@ def experiment_id(mlflow_client, name: str) -> str:
         try:
             return mlflow_client.create_experiment(name, artifact_location=_local_artifacts())
         except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
             experiment = mlflow_client.get_experiment_by_name(name)
-            if exc.error_code != "RESOURCE_ALREADY_EXISTS" or experiment is None:
+            if experiment is None:
                 raise
             return experiment.experiment_id
     except MlflowException as exc:
