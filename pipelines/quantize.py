@@ -52,6 +52,7 @@ from pipelines.schema import load_enforced_schema
 from pipelines.stage import run_stage
 from pipelines.tf_runtime import load_keras_model, predict_proba, tensorflow
 from pipelines.tflite import (
+    KerasExport,
     TFLiteScorer,
     convert,
     interpreter_class,
@@ -165,32 +166,39 @@ def quantize(
         lambda rows: model(rows, training=False), val.features
     )
     sample = representative_sample(train.features, cfg.representative_rows, seed, code_columns)
-    float_tflite = convert(model, "float32")
-    reference_scorer = TFLiteScorer(float_tflite)
-    reference_tflite = {"bytes": len(float_tflite)} | measure_speed(reference_scorer, val.features)
-    built, variants = {}, {}
-    for variant in cfg.variants:
-        started = time.perf_counter()
-        source = model
-        if variant == "qat":
-            source = quantization_aware(model, train.features, train.labels, cfg, seed)
-        built[variant] = convert(source, variant, sample)
-        scorer = TFLiteScorer(built[variant])
-        scores = scorer.predict(val.features)
-        variants[variant] = (
-            {"bytes": len(built[variant]), "size_ratio": len(float_tflite) / len(built[variant])}
-            | quality(val.labels, scores, threshold)
-            | {"max_abs_diff": float(np.abs(scores - float_scores).max())}
-            | measure_speed(scorer, val.features)
-            | {"latency_ratio": latency_ratio(scorer, reference_scorer, val.features)}
-            | {"build_seconds": time.perf_counter() - started}
+    with KerasExport(model) as export:
+        float_tflite = convert(export, "float32")
+        reference_scorer = TFLiteScorer(float_tflite)
+        reference_tflite = {"bytes": len(float_tflite)} | measure_speed(
+            reference_scorer, val.features
         )
-        log.info(
-            "quantized %s: %d bytes, validation PR-AUC %.4f",
-            variant,
-            len(built[variant]),
-            variants[variant]["pr_auc"],
-        )
+        built: dict[str, bytes] = {}
+        variants: dict[str, dict] = {}
+        for variant in cfg.variants:
+            started = time.perf_counter()
+            source = export
+            if variant == "qat":  # a fine-tuned model of its own, exported on its own
+                source = quantization_aware(model, train.features, train.labels, cfg, seed)
+            built[variant] = convert(source, variant, sample)
+            scorer = TFLiteScorer(built[variant])
+            scores = scorer.predict(val.features)
+            variants[variant] = (
+                {
+                    "bytes": len(built[variant]),
+                    "size_ratio": len(float_tflite) / len(built[variant]),
+                }
+                | quality(val.labels, scores, threshold)
+                | {"max_abs_diff": float(np.abs(scores - float_scores).max())}
+                | measure_speed(scorer, val.features)
+                | {"latency_ratio": latency_ratio(scorer, reference_scorer, val.features)}
+                | {"build_seconds": time.perf_counter() - started}
+            )
+            log.info(
+                "quantized %s: %d bytes, validation PR-AUC %.4f",
+                variant,
+                len(built[variant]),
+                variants[variant]["pr_auc"],
+            )
     serving = gate(variants, reference, cfg)
     report_on_test(model, built, reference, variants, test, threshold)
     report = {

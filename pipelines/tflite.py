@@ -7,6 +7,8 @@ score those bytes, and time them fairly on a shared machine. No gating and no I/
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from functools import cache
@@ -32,16 +34,74 @@ RATIO_WINDOWS = 40
 RATIO_WINDOW_CALLS = 50
 
 
+class KerasExport:
+    """``model`` saved once as the SavedModel that every TFLite conversion of it starts from.
+
+    ``TFLiteConverter.from_keras_model`` writes the model to a temporary SavedModel on each
+    ``convert()`` and reads it back, which is most of a small model's conversion time. Each
+    converter from ``converter()`` instead reads the one export this object made: the same
+    steps as TensorFlow's ``_convert_keras_to_saved_model`` for a tf-keras model, less the
+    save, so each variant's bytes are those of a conversion of its own (asserted in
+    tests/integration/test_quantize.py, which catches a TensorFlow upgrade that changes these
+    private steps). Use it as a context manager: the export is removed on exit.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.folder = tempfile.mkdtemp(prefix="keras-export-")
+        self.exported = False
+
+    def __enter__(self) -> KerasExport:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def converter(self):
+        tf, _ = tensorflow()
+        from tensorflow.lite.python import lite
+
+        converter = tf.lite.TFLiteConverter.from_keras_model(self.model)
+        save_and_load = converter._convert_keras_to_saved_model
+
+        def load_the_export(_temporary_folder: str):
+            if not self.exported:
+                # TensorFlow's own steps, into the folder every later converter reads.
+                loaded = save_and_load(self.folder)
+                self.exported = converter.saved_model_dir == self.folder
+                return loaded
+            converter.saved_model_dir = self.folder
+            converter._saved_model_tags = {tf.saved_model.SERVING}
+            converter._saved_model_exported_names = [
+                tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
+            ]
+            converter._parse_saved_model_args(
+                always_enable_saved_model_import=converter.experimental_lower_to_saved_model
+            )
+            graph_def, inputs, outputs = converter._load_saved_model(
+                self.folder, converter._saved_model_tags
+            )
+            converter._trackable_obj = lite._load(self.folder, converter._saved_model_tags)
+            return graph_def, inputs, outputs
+
+        converter._convert_keras_to_saved_model = load_the_export
+        return converter
+
+
 def convert(
-    model, variant: str, representative: np.ndarray | None = None, **settings: object
+    source, variant: str, representative: np.ndarray | None = None, **settings: object
 ) -> bytes:
-    """TFLite bytes of ``model`` for a post-training variant (``qat`` converts like ``int8``).
+    """TFLite bytes of ``source``, a Keras model or its ``KerasExport``, for a post-training
+    variant (``qat`` converts like ``int8``).
 
     ``settings`` are extra converter attributes; the pipeline uses none, the size benchmark
     measures alternatives with them.
     """
     tf, _ = tensorflow()
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if isinstance(source, KerasExport):
+        converter = source.converter()
+    else:
+        converter = tf.lite.TFLiteConverter.from_keras_model(source)
     for name, value in settings.items():
         setattr(converter, name, value)
     if variant == "float32":  # the unquantized reference

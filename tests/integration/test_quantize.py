@@ -76,6 +76,11 @@ def test_every_variant_converts_loads_and_scores(trained):
         code_columns=code_columns,
     )
     assert set(built) == set(CFG.variants)
+    # Converted from one KerasExport of the model, yet byte for byte what a conversion of its
+    # own gives (this fails if a TensorFlow upgrade changes the private steps it repeats).
+    sample = representative_sample(x_train, CFG.representative_rows, 0, code_columns)
+    assert built["dynamic_range"] == convert(model, "dynamic_range")
+    assert built["int8"] == convert(model, "int8", sample)
     # Variants run (and are timed) in LiteRT, not TensorFlow's deprecated tf.lite.Interpreter.
     assert report["interpreter"].startswith("ai-edge-litert ")
     for name, tflite in built.items():
