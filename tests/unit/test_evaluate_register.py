@@ -1,3 +1,5 @@
+import time
+
 import numpy as np
 import pytest
 from sklearn import metrics
@@ -267,6 +269,23 @@ def test_latency_ratio_tells_a_slower_call_from_a_faster_one():
     assert latency_ratio(slow, fast, rows) > 2
     assert latency_ratio(fast, slow, rows) < 0.5
     assert 0.5 < latency_ratio(fast, fast, rows) < 2
+
+
+def test_a_slow_model_is_timed_with_fewer_calls_and_a_fast_one_with_all():
+    from pipelines import tflite
+
+    one = np.zeros((1, 3), dtype="float32")
+
+    def fast(features):
+        return sum(range(10))
+
+    def slow(features):  # 20 ms a call: 200 calls would take 4 s
+        time.sleep(0.02)
+
+    assert tflite.latency_calls(fast, one) == tflite.LATENCY_CALLS
+    calls = tflite.latency_calls(slow, one)
+    assert tflite.TIMING_WINDOWS <= calls <= tflite.LATENCY_SECONDS / 0.02
+    assert tflite.measure_speed(slow, np.zeros((4, 3)))["latency_batch1_ms"] >= 20
 
 
 def test_git_commit_outside_a_checkout_comes_from_the_image_build(tmp_path, monkeypatch):
