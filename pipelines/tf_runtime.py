@@ -18,6 +18,9 @@ KERAS_ZIP_MAGIC = b"PK\x03\x04"
 
 def tensorflow() -> tuple[ModuleType, ModuleType]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # tf.keras is then tf-keras too, as it is for tfmot: without this, importing TensorFlow
+    # also imports Keras 3 (with scikit-learn and matplotlib), about 1.5 s of every train run.
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     import tensorflow as tf
     import tf_keras
 
