@@ -145,6 +145,27 @@ def gate(variants: dict[str, dict], reference: dict[str, float], cfg: QuantizePa
     return min(eligible, key=lambda name: variants[name][key])
 
 
+def measure_variant(
+    tflite: bytes,
+    val: Rows,
+    float_scores: np.ndarray,
+    threshold: float,
+    reference_scorer: TFLiteScorer,
+    float_tflite_bytes: int,
+) -> dict:
+    """A built variant on ``val``: its size, quality, largest score change from the float
+    model, speed, and batch-1 latency against the float32 TFLite reference."""
+    scorer = TFLiteScorer(tflite)
+    scores = scorer.predict(val.features)
+    return (
+        {"bytes": len(tflite), "size_ratio": float_tflite_bytes / len(tflite)}
+        | quality(val.labels, scores, threshold)
+        | {"max_abs_diff": float(np.abs(scores - float_scores).max())}
+        | measure_speed(scorer, val.features)
+        | {"latency_ratio": latency_ratio(scorer, reference_scorer, val.features)}
+    )
+
+
 def quantize(
     model,
     train: Rows,
@@ -180,19 +201,9 @@ def quantize(
             if variant == "qat":  # a fine-tuned model of its own, exported on its own
                 source = quantization_aware(model, train.features, train.labels, cfg, seed)
             built[variant] = convert(source, variant, sample)
-            scorer = TFLiteScorer(built[variant])
-            scores = scorer.predict(val.features)
-            variants[variant] = (
-                {
-                    "bytes": len(built[variant]),
-                    "size_ratio": len(float_tflite) / len(built[variant]),
-                }
-                | quality(val.labels, scores, threshold)
-                | {"max_abs_diff": float(np.abs(scores - float_scores).max())}
-                | measure_speed(scorer, val.features)
-                | {"latency_ratio": latency_ratio(scorer, reference_scorer, val.features)}
-                | {"build_seconds": time.perf_counter() - started}
-            )
+            variants[variant] = measure_variant(
+                built[variant], val, float_scores, threshold, reference_scorer, len(float_tflite)
+            ) | {"build_seconds": time.perf_counter() - started}
             log.info(
                 "quantized %s: %d bytes, validation PR-AUC %.4f",
                 variant,
