@@ -8,43 +8,20 @@ and compares it with that stage's ``outs`` entry in ``dvc.lock`` before using it
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pipelines import paths
 from pipelines.errors import PipelineError
+from pipelines.io import file_md5, read_yaml
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 REPAIR_HINT = "run `python -m pipelines.repair` to restore it from the DVC remote"
-
-
-def _yaml(path: Path) -> Any:
-    if not path.exists():
-        return None
-    return _parsed(path, path.stat().st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=4)
-def _parsed(path: Path, mtime_ns: int) -> Any:
-    """One parse per file version: a stage start reads dvc.yaml three times."""
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return yaml.load(path.read_text(), Loader=loader)
-
-
-def file_md5(path: Path) -> str:
-    digest = hashlib.md5()  # noqa: S324 - DVC's content address, not a security hash
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def dir_entries(path: Path) -> list[dict[str, str]]:
@@ -72,7 +49,7 @@ def content_md5(path: Path) -> str:
 
 def locked_outputs(lock: Path = paths.DVC_LOCK) -> dict[str, str]:
     """Every stage output's MD5 in ``dvc.lock`` (``<md5>.dir`` for a directory), by path."""
-    stages = (_yaml(lock) or {}).get("stages", {})
+    stages = (read_yaml(lock) or {}).get("stages", {})
     return {
         out["path"]: out["md5"]
         for entry in stages.values()
@@ -82,7 +59,7 @@ def locked_outputs(lock: Path = paths.DVC_LOCK) -> dict[str, str]:
 
 
 def stage_entry(stage: str, dvc_yaml: Path = paths.DVC_YAML) -> dict[str, Any] | None:
-    return ((_yaml(dvc_yaml) or {}).get("stages") or {}).get(stage)
+    return ((read_yaml(dvc_yaml) or {}).get("stages") or {}).get(stage)
 
 
 def _names(entries: list | None) -> list[str]:

@@ -7,6 +7,8 @@ killed stage leaves the previous file or none, never half of one.
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import os
 import shutil
@@ -14,6 +16,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import yaml
 
 from pipelines.errors import PipelineError
 
@@ -104,3 +108,27 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def read_yaml(path: Path) -> Any:
+    """The parsed YAML file, or None if there is none; shared between callers, so read only."""
+    if not path.exists():
+        return None
+    return _parsed_yaml(path, path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed_yaml(path: Path, mtime_ns: int) -> Any:
+    """One parse per file version, with libyaml's parser (8x PyYAML's on dvc.lock): a stage
+    start reads dvc.yaml three times, and register reads dvc.lock twice."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(path.read_text(), Loader=loader)
+
+
+def file_md5(path: Path) -> str:
+    """The file's MD5, DVC's content address (not a security hash)."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

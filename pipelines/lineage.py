@@ -14,11 +14,9 @@ import os
 import subprocess
 from pathlib import Path
 
-import yaml
-
 from pipelines import paths
 from pipelines.config import Params
-from pipelines.io import read_csv, read_json
+from pipelines.io import file_md5, read_csv, read_json, read_yaml
 
 HASHED_DATA = {
     "raw": paths.RAW_SNAPSHOT,
@@ -49,14 +47,6 @@ def git_commit() -> str:
     return _git("rev-parse", "HEAD") or os.environ.get("PIPELINE_GIT_COMMIT") or "unknown"
 
 
-def file_md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def model_fingerprint(threshold: float) -> str:
     """Identifies the served model: Keras weights, feature transform and threshold."""
     digest = hashlib.sha256()
@@ -68,10 +58,8 @@ def model_fingerprint(threshold: float) -> str:
 
 def dvc_output_hashes(lock: Path = DVC_LOCK) -> dict[str, str]:
     """DVC's hash of every stage output, as ``dvc.<stage>.<path>`` tags; none before a repro."""
-    if not lock.exists():
-        return {}
     hashes = {}
-    for stage, entry in (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).items():
+    for stage, entry in (read_yaml(lock) or {}).get("stages", {}).items():
         for out in entry.get("outs", []):
             if "md5" in out:
                 hashes[f"dvc.{stage}.{out['path']}"] = out["md5"]
