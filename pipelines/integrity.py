@@ -20,7 +20,6 @@ from pipelines.io import file_md5, read_yaml
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1 << 20
 REPAIR_HINT = "run `python -m pipelines.repair` to restore it from the DVC remote"
 
 

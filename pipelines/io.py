@@ -21,6 +21,8 @@ import yaml
 
 from pipelines.errors import PipelineError
 
+MD5_BLOCK = 1 << 20
+
 # pandas is imported where it is used: the Airflow tasks import this module through
 # pipelines.orchestration and would otherwise pay about 0.3 s for it in every task process.
 if TYPE_CHECKING:
@@ -129,6 +131,6 @@ def file_md5(path: Path) -> str:
     """The file's MD5, DVC's content address (not a security hash)."""
     digest = hashlib.md5(usedforsecurity=False)
     with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
+        for block in iter(lambda: stream.read(MD5_BLOCK), b""):
             digest.update(block)
     return digest.hexdigest()
