@@ -197,10 +197,12 @@ def quantize(
         variants: dict[str, dict] = {}
         for variant in cfg.variants:
             started = time.perf_counter()
-            source = export
             if variant == "qat":  # a fine-tuned model of its own, exported on its own
-                source = quantization_aware(model, train.features, train.labels, cfg, seed)
-            built[variant] = convert(source, variant, sample)
+                aware = quantization_aware(model, train.features, train.labels, cfg, seed)
+                with KerasExport(aware) as aware_export:
+                    built[variant] = convert(aware_export, variant, sample)
+            else:
+                built[variant] = convert(export, variant, sample)
             variants[variant] = measure_variant(
                 built[variant], val, float_scores, threshold, reference_scorer, len(float_tflite)
             ) | {"build_seconds": time.perf_counter() - started}

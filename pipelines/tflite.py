@@ -39,21 +39,25 @@ RATIO_WINDOW_CALLS = 50
 
 
 class KerasExport:
-    """``model`` saved once as the SavedModel that every TFLite conversion of it starts from.
+    """``model`` saved and loaded once, as the SavedModel that every TFLite conversion of it
+    starts from.
 
     ``TFLiteConverter.from_keras_model`` writes the model to a temporary SavedModel on each
-    ``convert()`` and reads it back, which is most of a small model's conversion time. Each
-    converter from ``converter()`` instead reads the one export this object made: the same
-    steps as TensorFlow's ``_convert_keras_to_saved_model`` for a tf-keras model, less the
-    save, so each variant's bytes are those of a conversion of its own (asserted in
-    tests/integration/test_quantize.py, which catches a TensorFlow upgrade that changes these
-    private steps). Use it as a context manager: the export is removed on exit.
+    ``convert()`` and loads it back twice (its graph, then its trackable object), which is most
+    of a small model's conversion time. Each converter from ``converter()`` is handed this one
+    export, saved and loaded by TensorFlow's own steps for a tf-keras model
+    (``_convert_keras_to_saved_model``), so each variant's bytes are those of a conversion of
+    its own (asserted in tests/integration/test_quantize.py, which catches a TensorFlow upgrade
+    that changes these private steps). Saving it here also skips that function's Keras 3
+    check, which imports Keras 3 (and with it scikit-learn and matplotlib) for a model that is
+    tf-keras's. Use it as a context manager: the export is removed on exit.
     """
 
     def __init__(self, model):
         self.model = model
         self.folder = tempfile.mkdtemp(prefix="keras-export-")
-        self.exported = False
+        self.saved = False
+        self.loaded: tuple | None = None
 
     def __enter__(self) -> KerasExport:
         return self
@@ -64,16 +68,16 @@ class KerasExport:
     def converter(self):
         tf, _ = tensorflow()
         from tensorflow.lite.python import lite
+        from tensorflow.python.saved_model import save_options
 
         converter = tf.lite.TFLiteConverter.from_keras_model(self.model)
-        save_and_load = converter._convert_keras_to_saved_model
 
         def load_the_export(_temporary_folder: str):
-            if not self.exported:
-                # TensorFlow's own steps, into the folder every later converter reads.
-                loaded = save_and_load(self.folder)
-                self.exported = converter.saved_model_dir == self.folder
-                return loaded
+            if not self.saved:
+                tf.saved_model.save(
+                    self.model, self.folder, options=save_options.SaveOptions(save_debug_info=True)
+                )
+                self.saved = True
             converter.saved_model_dir = self.folder
             converter._saved_model_tags = {tf.saved_model.SERVING}
             converter._saved_model_exported_names = [
@@ -82,11 +86,14 @@ class KerasExport:
             converter._parse_saved_model_args(
                 always_enable_saved_model_import=converter.experimental_lower_to_saved_model
             )
-            graph_def, inputs, outputs = converter._load_saved_model(
-                self.folder, converter._saved_model_tags
-            )
-            converter._trackable_obj = lite._load(self.folder, converter._saved_model_tags)
-            return graph_def, inputs, outputs
+            if not converter.saved_model_dir:  # TensorFlow's fallback: the frozen Keras graph
+                return None, None, None
+            if self.loaded is None:
+                graph = converter._load_saved_model(self.folder, converter._saved_model_tags)
+                self.loaded = (graph, lite._load(self.folder, converter._saved_model_tags))
+            graph, trackable = self.loaded
+            converter._trackable_obj = trackable
+            return graph
 
         converter._convert_keras_to_saved_model = load_the_export
         return converter
