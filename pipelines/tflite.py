@@ -68,14 +68,15 @@ class KerasExport:
     def converter(self):
         tf, _ = tensorflow()
         from tensorflow.lite.python import lite
-        from tensorflow.python.saved_model import save_options
 
         converter = tf.lite.TFLiteConverter.from_keras_model(self.model)
 
         def load_the_export(_temporary_folder: str):
             if not self.saved:
                 tf.saved_model.save(
-                    self.model, self.folder, options=save_options.SaveOptions(save_debug_info=True)
+                    self.model,
+                    self.folder,
+                    options=tf.saved_model.SaveOptions(save_debug_info=True),
                 )
                 self.saved = True
             converter.saved_model_dir = self.folder
