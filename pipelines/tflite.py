@@ -45,12 +45,13 @@ class KerasExport:
     ``TFLiteConverter.from_keras_model`` writes the model to a temporary SavedModel on each
     ``convert()`` and loads it back twice (its graph, then its trackable object), which is most
     of a small model's conversion time. Each converter from ``converter()`` is handed this one
-    export, saved and loaded with the same calls as TensorFlow's
-    ``_convert_keras_to_saved_model`` makes for a tf-keras model (which is replaced, not
-    called), so each variant's bytes are those of a conversion of its own (asserted in tests/integration/test_quantize.py, which catches a TensorFlow upgrade
-    that changes these private steps). Saving it here also skips that function's Keras 3
-    check, which imports Keras 3 (and with it scikit-learn and matplotlib) for a model that is
-    tf-keras's. Use it as a context manager: the export is removed on exit.
+    export. It is saved and loaded with the calls TensorFlow's ``_convert_keras_to_saved_model``
+    makes for a tf-keras model (that function is replaced, not called), so each variant's
+    bytes are those of a conversion of its own (asserted in tests/integration/test_quantize.py,
+    which catches a TensorFlow upgrade that changes these private steps). Saving it here also
+    skips that function's Keras 3 check, which imports Keras 3 (and with it scikit-learn and
+    matplotlib) for a model that is tf-keras's. Use it as a context manager: the export is
+    removed on exit.
     """
 
     def __init__(self, model):
