@@ -258,8 +258,7 @@ def reinfer_schema() -> None:
     """``python -m pipelines.validate --reinfer-schema``: propose a new schema from the snapshot.
 
     Curated ``pii: true`` flags are kept and personal columns found by value are flagged;
-    everything else is inferred afresh, so review the
-    diff before committing it.
+    everything else is inferred afresh, so review the diff before committing it.
     """
     params = load_params()
     raw = read_parquet(paths.RAW_SNAPSHOT)
