@@ -118,13 +118,30 @@ def _synthetic_rows(
     train: pd.DataFrame,
     schema: Schema,
 ) -> pd.DataFrame:
-    """Decoded synthetic rows shaped like ``train``: its columns, its dtypes, empty non-features."""
+    """Decoded synthetic rows shaped like ``train``: its columns and dtypes, with the
+    non-features (ids, timestamps, ignored columns) missing (see ``_missing_like``)."""
     synthetic = space.decode(new, train)
     synthetic[schema.target] = labels
     synthetic[ORIGIN_COLUMN] = REBALANCE
+    synthetic = synthetic.astype({column: train[column].dtype for column in synthetic.columns})
     for column in train.columns.difference(synthetic.columns):
-        synthetic[column] = pd.Series(pd.NA, index=synthetic.index).astype(train[column].dtype)
-    return synthetic[train.columns].astype(train.dtypes.to_dict())
+        synthetic[column] = _missing_like(train[column], synthetic.index)
+    return synthetic[train.columns]
+
+
+def _missing_like(column: pd.Series, index: pd.Index) -> pd.Series:
+    """Missing values in ``column``'s dtype, or in its nullable counterpart where that dtype
+    cannot hold one: numpy integers become pandas' ``Int64`` (and the like), numpy booleans
+    ``boolean``, so that concatenating the synthetic rows keeps every original value exact (an
+    integer id through float64 would lose digits beyond 2**53)."""
+    dtype = column.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "iu":
+        dtype = pd.api.types.pandas_dtype(
+            f"{'UInt' if dtype.kind == 'u' else 'Int'}{dtype.itemsize * 8}"
+        )
+    elif isinstance(dtype, np.dtype) and dtype.kind == "b":
+        dtype = pd.BooleanDtype()
+    return pd.Series(index=index, dtype=dtype)
 
 
 def neighbours(positives: int, cfg: RebalanceParams) -> int:

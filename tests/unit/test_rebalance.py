@@ -139,3 +139,35 @@ def test_a_different_seed_gives_different_rows(schema, validate_params):
 
 def test_every_configurable_strategy_has_exactly_one_dispatch_entry():
     assert set(STRATEGIES) == set(get_args(RebalanceParams.model_fields["strategy"].annotation))
+
+
+@pytest.mark.parametrize("strategy", OVERSAMPLERS)
+def test_non_feature_columns_of_any_dtype_stay_exact_and_are_missing_on_synthetic_rows(
+    strategy, schema, validate_params
+):
+    """An all-missing column (role ignored) once crashed every oversampler: the synthetic rows'
+    missing value was cast to float64 through ``pd.NA``. Non-features of every dtype get a
+    missing value their dtype holds, numpy integers and booleans their nullable counterpart."""
+    train = cleaned(schema, validate_params)
+    extra = {
+        "blank": pd.Series(
+            np.nan, index=train.index
+        ),  # float64, as validate keeps an all-null column
+        "seen_at": pd.Series(pd.date_range("2026-01-01", periods=len(train), freq="h")),
+        "account": pd.Series(
+            2**60 + np.arange(len(train)), dtype="int64"
+        ),  # beyond float64's 2**53
+        "flag": pd.Series(np.arange(len(train)) % 2 == 0),
+    }
+    train = train.assign(**extra)
+    out, _ = rebalance(train, schema, params(strategy), seed=3)
+    synthetic = out[out[ORIGIN_COLUMN] == "rebalance"]
+    originals = out[out[ORIGIN_COLUMN] == "original"].index
+    assert len(synthetic) > 0
+    assert synthetic[list(extra)].isna().all().all()
+    assert out["account"].dtype == "Int64" and out["flag"].dtype == "boolean"
+    assert out["blank"].dtype == "float64" and out["seen_at"].dtype == train["seen_at"].dtype
+    kept = out.loc[originals, "row_id"]
+    by_id = train.set_index("row_id").loc[kept]
+    assert (out.loc[originals, "account"].to_numpy() == by_id["account"].to_numpy()).all()
+    assert (out.loc[originals, "flag"].to_numpy() == by_id["flag"].to_numpy()).all()
