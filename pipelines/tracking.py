@@ -148,7 +148,7 @@ def experiment_id(mlflow_client, name: str) -> str:
 def mlflow_error(exc: Exception, doing: str) -> PipelineError:
     """The one-line error for an MlflowException raised while ``doing`` something. A refused
     login or permission says so and names the server, rather than passing for a missing
-    object or an outage."""
+    object or an outage, and so does a value the server refuses (a bad name, say)."""
     status = exc.get_http_status_code() if hasattr(exc, "get_http_status_code") else None
     if status == 401:
         return PipelineError(
@@ -161,6 +161,10 @@ def mlflow_error(exc: Exception, doing: str) -> PipelineError:
         return PipelineError(
             f"MLflow at {display_uri()} denied permission (HTTP 403) to user {user!r} while "
             f"{doing}: an admin of that server must grant it"
+        )
+    if getattr(exc, "error_code", None) == "INVALID_PARAMETER_VALUE":
+        return PipelineError(
+            f"MLflow at {display_uri()} refused a value while {doing}: {brief(exc)}"
         )
     return PipelineError(
         f"MLflow at {display_uri()} (MLFLOW_TRACKING_URI) is unreachable or failing while "

@@ -103,6 +103,11 @@ def _rest_error(status: int, body: str):
         (403, "Permission denied", "denied permission (HTTP 403) to user 'alice'"),
         (403, json.dumps({"error_code": "PERMISSION_DENIED", "message": "no"}), "HTTP 403"),
         (500, "boom", "unreachable or failing while reading"),
+        (
+            400,
+            json.dumps({"error_code": "INVALID_PARAMETER_VALUE", "message": "Invalid name"}),
+            "refused a value while reading the model: INVALID_PARAMETER_VALUE: Invalid name",
+        ),
     ],
 )
 def test_auth_failures_are_reported_as_such_naming_the_server(monkeypatch, status, body, expected):
