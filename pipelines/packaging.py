@@ -60,16 +60,18 @@ class Packaged:
 def serving_signature(schema: Schema):
     """The served input: raw feature columns. Numeric ones are typed Any because MLflow refuses
     int64 data for a double column (a nullable integer column arrives as either); the feature
-    transform itself rejects text in a numeric column, naming it."""
+    transform itself rejects text in a numeric column, naming it. Boolean ones are typed Any
+    too: the gate scores the validated test split, which holds them as "true"/"false" text,
+    while a client sends booleans, and the transform reads both alike."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import AnyType, ColSpec, TensorSpec
     from mlflow.types.schema import Schema as ColumnSpecs
 
     def spec(name: str) -> ColSpec:
         column = schema.columns[name]
-        if column.role == "numeric":
+        if column.role == "numeric" or column.kind == "bool":
             return ColSpec(AnyType(), name)
-        return ColSpec("boolean" if column.kind == "bool" else "string", name)
+        return ColSpec("string", name)
 
     inputs: list[ColSpec | TensorSpec] = [spec(name) for name in schema.feature_columns]
     outputs: list[ColSpec | TensorSpec] = [

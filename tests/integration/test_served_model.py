@@ -52,6 +52,11 @@ def store(tmp_path_factory):
         (root / "uv.lock").write_text("version = 1\n")
         (root / "pyproject.toml").write_text("[project]\nname = 'x'\n")
         frame = make_frame(n=600, positive_rate=0.2, seed=3)
+        # A boolean feature: a client sends booleans; the validated test split, which
+        # register's gate scores and packaging takes its input example from, holds the text
+        # "true"/"false".
+        frame["member"] = np.arange(len(frame)) % 3 == 0
+        validated = frame.assign(member=frame["member"].map({True: "true", False: "false"}))
         schema = infer_schema(
             frame, DataParams(source="x.csv", target="label", positive_label=1), 10, 0.5, 10
         )
@@ -80,7 +85,7 @@ def store(tmp_path_factory):
         versions = {}
         with mlflow.start_run():
             for served, flavour in ((quantized, "tflite"), (no_variant, "tflite"), (None, "keras")):
-                packaged = log_pyfunc(0.5, frame, schema, served or quantized, flavour)
+                packaged = log_pyfunc(0.5, validated, schema, served or quantized, flavour)
                 tags = packaged.tags | {"model_fingerprint": "test"}
                 version = mlflow.register_model(packaged.model_uri, NAME, tags=tags)
                 versions[str(version.version)] = packaged.tags
@@ -88,6 +93,7 @@ def store(tmp_path_factory):
         yield {
             "root": root,
             "rows": rows,
+            "validated_rows": validated[schema.feature_columns],
             "keras": predict_proba(model, features),
             "versions": versions,
         }
@@ -102,6 +108,16 @@ def test_each_flavour_scores_raw_rows_like_the_float_model(store):
         assert difference <= limit, f"v{version}: max |diff| {difference:.2e} > {limit}"
         assert (scored["label"] == (scored["probability"] >= 0.5)).all()
     assert artifacts.load_verified_model(f"models:/{NAME}/1").predict(store["rows"].head(0)).empty
+
+
+def test_validated_rows_score_like_raw_rows(store):
+    """What register's gate feeds a version (the validated test split) and what a client
+    sends differ in type for a boolean column; MLflow's input check once refused the former."""
+    for version in ("1", "2", "3"):
+        model = artifacts.load_verified_model(f"models:/{NAME}/{version}")
+        validated = model.predict(store["validated_rows"])["probability"].to_numpy()
+        raw = model.predict(store["rows"])["probability"].to_numpy()
+        assert np.array_equal(validated, raw), f"v{version}"
 
 
 def test_versions_are_tagged_with_the_served_artifact(store):
