@@ -15,7 +15,7 @@ import pandas as pd
 
 from pipelines import gates
 from pipelines.gates import GateResult
-from pipelines.schema import Schema
+from pipelines.schema import Schema, category_text, category_value
 
 BINS = 10
 # Empty bins would make PSI infinite; this floor is the usual smoothing.
@@ -121,12 +121,17 @@ def _binned(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 
 def _category_shares(series: pd.Series) -> dict[str, float]:
+    """Shares per value, spelled as the schema lists it: a boolean is "true"/"false" whether
+    it arrives as one (raw rows for scoring) or as that text (validated rows, the reference)."""
     if series.dtype.kind in "biu":
         # Integers and booleans (the 0/1 label) have no nulls and one spelling each: count
         # them as numbers, not as a million strings.
         shares = series.value_counts(normalize=True)
-        return {str(k): float(shares[k]) for k in sorted(shares.index, key=str)}
-    shares = series.astype(str).value_counts(normalize=True).sort_index()
+        return {category_value(k): float(shares[k]) for k in sorted(shares.index, key=str)}
+    # Only an object column can hold booleans among other values (a nullable boolean read
+    # from CSV); string columns are counted as they are.
+    text = category_text(series) if series.dtype == object else series
+    shares = text.astype(str).value_counts(normalize=True).sort_index()
     return {str(k): float(v) for k, v in shares.items()}
 
 

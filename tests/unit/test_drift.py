@@ -62,3 +62,23 @@ def test_the_drift_gate_is_one_check_per_column_in_name_order():
     assert [c.name for c in checks] == ["psi:a", "psi:b", "psi:label"]
     assert [c.passed for c in checks] == [True, False, True]
     assert checks[1].reason == "column 'b' PSI 0.300" and checks[1].limit == 0.25
+
+
+def test_a_boolean_column_scored_raw_matches_its_validated_reference(schema):
+    """Validated rows hold a boolean as "true"/"false"; raw rows to score hold booleans (or,
+    with nulls, objects). The same values must not read as drift (once a PSI of 17)."""
+    import pandas as pd
+
+    flags = np.arange(300) % 3 == 0
+    frame = make_frame(n=300)
+    validated = frame.assign(flag=np.where(flags, "true", "false"))
+    with_flag = schema.model_copy(deep=True)
+    with_flag.columns["flag"] = with_flag.columns["color"].model_copy(
+        update={"kind": "bool", "categories": ["false", "true"]}
+    )
+    reference = drift.profile(validated, with_flag)
+    assert set(reference["categorical"]["flag"]) == {"false", "true"}
+    raw = pd.Series(flags)
+    with_nulls = pd.Series([*flags[:-1], None], dtype=object)
+    for window in (raw, with_nulls):
+        assert drift.window_psi(reference, pd.DataFrame({"flag": window}))["flag"] < 0.01
