@@ -1,7 +1,7 @@
 """Row-level cleaning: repair or quarantine each defective row, with the reason recorded.
 
-Driven by the schema and the ``validate.*`` policies: exact duplicates and duplicate ids are
-quarantined; nulls and infinities are imputed or quarantined (``null_policy``), out-of-range
+Driven by the schema and the ``validate.*`` policies: duplicate ids are quarantined, and so are
+exact duplicate rows (``duplicate_rows``); nulls and infinities are imputed or quarantined (``null_policy``), out-of-range
 numbers clipped or quarantined (``out_of_range_policy``), unseen categories mapped to
 ``UNKNOWN_CATEGORY`` or quarantined (``unseen_category_policy``). The first reason found for a
 row is the one its quarantine entry carries. Everything is whole-column numpy on integer codes
@@ -170,13 +170,16 @@ def _repeated_rows(rows: _Rows, candidates: np.ndarray | None) -> np.ndarray:
     return everywhere
 
 
-def _reject_duplicates(rows: _Rows, schema: Schema, verdicts: _Verdicts) -> None:
+def _reject_duplicates(
+    rows: _Rows, schema: Schema, cfg: ValidateParams, verdicts: _Verdicts
+) -> None:
     ids = schema.features("id")
-    # Equal rows share their id, so only rows whose id is not unique can repeat one, and every
-    # copy of a repeated row is among them: hashing just those rows, rather than 30 columns of
-    # a million, saves about 0.15 s when ids are unique, as they mostly are.
-    candidates = np.flatnonzero(_shared(rows, ids[0])) if ids else None
-    verdicts.reject(_repeated_rows(rows, candidates)[rows.new], "duplicate_row")
+    if repeats_are_defects(schema, cfg):
+        # Equal rows share their id, so only rows whose id is not unique can repeat one, and
+        # every copy of a repeated row is among them: hashing just those rows, rather than 30
+        # columns of a million, saves about 0.15 s when ids are unique, as they mostly are.
+        candidates = np.flatnonzero(_shared(rows, ids[0])) if ids else None
+        verdicts.reject(_repeated_rows(rows, candidates)[rows.new], "duplicate_row")
     for name in ids:
         if name in rows.codes:
             repeated = rows.repeated_code(rows.codes[name][0])
@@ -184,6 +187,19 @@ def _reject_duplicates(rows: _Rows, schema: Schema, verdicts: _Verdicts) -> None
             repeated = rows.repeated(rows.both[name].to_numpy())
         present = rows.frame[name].notna().to_numpy()
         verdicts.reject(repeated & present, f"duplicate_id:{name}")
+
+
+def repeats_are_defects(schema: Schema, cfg: ValidateParams) -> bool:
+    """Whether an exact repeat of a row is quarantined (``validate.duplicate_rows``).
+
+    With an id column a row is a record, and its repeat one sent twice. Without one, equal rows
+    are as likely distinct observations that happen to agree: in low-cardinality data most
+    rows repeat another (a table of four categorical columns lost 92% of its rows), so
+    ``auto`` keeps them. The default hash split sends equal rows to the same split, so a kept
+    repeat never sits on both sides of train and test."""
+    if cfg.duplicate_rows == "auto":
+        return bool(schema.features("id"))
+    return cfg.duplicate_rows == "quarantine"
 
 
 def _floats(series: pd.Series) -> np.ndarray:
@@ -295,7 +311,7 @@ def clean_rows(
     """
     rows = _Rows(frame, prior, codes)
     verdicts = _Verdicts(len(frame))
-    _reject_duplicates(rows, schema, verdicts)
+    _reject_duplicates(rows, schema, cfg, verdicts)
     # Repaired columns are built whole, and filtered to the kept rows once at the end.
     numeric = _clean_numeric(frame, schema, cfg, verdicts)
     categorical = _clean_categorical(rows, schema, cfg, verdicts)

@@ -72,6 +72,9 @@ class ValidateParams(Section):
     null_policy: Literal["impute", "drop"]
     out_of_range_policy: Literal["clip", "drop"]
     unseen_category_policy: Literal["unknown", "drop"]
+    duplicate_rows: Literal["auto", "quarantine", "keep"] = Field(
+        description="Exact duplicate rows: auto quarantines them only when the schema has an id"
+    )
     range_margin: float = Field(ge=0, description="Inferred ranges widen by this share of span")
     pii_policy: Literal["drop", "hash"] = Field(
         description="PII columns: dropped, or hashed with the salt in $PIPELINE_PII_SALT"

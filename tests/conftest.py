@@ -26,6 +26,7 @@ def validate_params() -> ValidateParams:
         null_policy="impute",
         out_of_range_policy="clip",
         unseen_category_policy="unknown",
+        duplicate_rows="auto",
         range_margin=0.5,
         pii_policy="drop",
         drift_warn=0.1,

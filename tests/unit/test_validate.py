@@ -159,6 +159,34 @@ def dirty(frame):
     )
 
 
+@pytest.mark.parametrize(
+    ("policy", "with_id", "quarantined"),
+    [
+        ("auto", True, {"duplicate_row": 2}),
+        ("auto", False, {}),  # without an id, equal rows are distinct observations
+        ("quarantine", False, "every repeat"),
+        ("keep", True, {"duplicate_id:row_id": 2}),  # a repeated id is still a defect
+        ("keep", False, {}),
+    ],
+)
+def test_exact_duplicate_rows_follow_the_policy(
+    frame, schema, validate_params, policy, with_id, quarantined
+):
+    rows = pd.concat([frame, frame.iloc[[10, 11]]], ignore_index=True)
+    cfg = validate_params.model_copy(update={"duplicate_rows": policy})
+    if not with_id:
+        rows = rows.drop(columns="row_id")
+        schema = schema.model_copy(
+            update={"columns": {k: v for k, v in schema.columns.items() if k != "row_id"}}
+        )
+    if quarantined == "every repeat":  # the two copies, and rows that agree by chance
+        quarantined = {"duplicate_row": int(rows.duplicated().sum())}
+        assert quarantined["duplicate_row"] >= 2
+    result = clean_rows(rows, schema, cfg)
+    assert result.quarantined == quarantined
+    assert len(result.clean) == len(rows) - sum(quarantined.values())
+
+
 def test_repair_policies(frame, schema, validate_params):
     result = clean_rows(dirty(frame), schema, validate_params)
     assert result.quarantined == {"duplicate_id:row_id": 1, "duplicate_row": 2}
