@@ -147,7 +147,12 @@ def _quality(
     numbers: dict = {"labelled_rows": 0, "labelled_positives": 0}
     numbers |= {"realised_pr_auc": None, "realised_recall": None}
     if labels is None:
-        return numbers, [], "no labels (pass --labels, or score rows that carry the target)"
+        return (
+            numbers,
+            [],
+            "no labels (pass --labels: the id and target of scored rows; pipelines.score "
+            "leaves the target out)",
+        )
     known = labels.notna()
     truth = labels[known].to_numpy("int64")
     numbers |= {"labelled_rows": int(known.sum()), "labelled_positives": int(truth.sum())}
