@@ -87,7 +87,8 @@ def ingest(data: DataParams, cfg: IngestParams) -> tuple[pd.DataFrame, dict]:
     snapshot = combine(frames)
     if data.target not in snapshot.columns:
         raise PipelineError(
-            f"data.target: column {data.target!r} not in {data.source} (columns: {list(snapshot.columns)})"
+            f"data.target: column {data.target!r} not in {data.source} (columns: "
+            f"{list(snapshot.columns)}){_delimiter_hint(snapshot)}"
         )
     snapshot, found = pseudonymised(snapshot, data)
     report = {
@@ -122,6 +123,17 @@ def pseudonymised(snapshot: pd.DataFrame, data: DataParams) -> tuple[pd.DataFram
         log.warning("column %r holds personal data (%s): pseudonymised at ingest", name, why)
     key = personal_data.pseudonym_key()
     return personal_data.pseudonymise(snapshot, found, key), found
+
+
+def _delimiter_hint(snapshot: pd.DataFrame) -> str:
+    """A hint when a CSV was read as one column: its header holds another delimiter."""
+    if len(snapshot.columns) != 1:
+        return ""
+    header = str(snapshot.columns[0])
+    for name, delimiter in (("semicolon", ";"), ("tab", "\t"), ("pipe", "|")):
+        if delimiter in header:
+            return f"; one column whose name holds {name}s: CSV sources must be comma-separated"
+    return ""
 
 
 def main() -> None:

@@ -133,6 +133,11 @@ CATALOGUE = {
         "stops",
         "part.csv: not UTF-8 text",
     ),
+    "semicolon-separated CSV": Case(
+        raw_bytes("part.csv", lambda g: g.to_csv(index=False, sep=";").encode()),
+        "stops",
+        "one column whose name holds semicolons: CSV sources must be comma-separated",
+    ),
     "truncated Parquet": Case(
         raw_bytes("part.parquet", truncated_parquet), "stops", "part.parquet: cannot parse"
     ),
