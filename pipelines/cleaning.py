@@ -1,11 +1,11 @@
 """Row-level cleaning: repair or quarantine each defective row, with the reason recorded.
 
 Driven by the schema and the ``validate.*`` policies: duplicate ids are quarantined, and so are
-exact duplicate rows (``duplicate_rows``); nulls and infinities are imputed or quarantined (``null_policy``), out-of-range
-numbers clipped or quarantined (``out_of_range_policy``), unseen categories mapped to
-``UNKNOWN_CATEGORY`` or quarantined (``unseen_category_policy``). The first reason found for a
-row is the one its quarantine entry carries. Everything is whole-column numpy on integer codes
-of the text columns, so millions of rows stay cheap.
+exact duplicate rows (``duplicate_rows``); nulls and infinities are imputed or quarantined
+(``null_policy``), out-of-range numbers clipped or quarantined (``out_of_range_policy``),
+unseen categories mapped to ``UNKNOWN_CATEGORY`` or quarantined (``unseen_category_policy``).
+The first reason found for a row is the one its quarantine entry carries. Everything is
+whole-column numpy on integer codes of the text columns, so millions of rows stay cheap.
 """
 
 from __future__ import annotations
