@@ -48,6 +48,9 @@ MLFLOW_DEFAULTS = {
     # Our pyfunc is logged as code and Keras loads with safe_mode: nothing needs unpickling,
     # so a tampered artifact cannot run code through pickle either.
     "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
+    # Its download progress bars are carriage-return lines in a captured log: a dozen per
+    # register run under `dvc repro` or Airflow. The stages log their own progress.
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 # Artifacts a failing stage leaves for the user to read, logged with its error.
 # The values record_failure gives a stage's ``stage.<name>`` tag.
