@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from pipelines.mlflow_keys import mlflow_key
+
 
 @dataclass(frozen=True)
 class GateResult:
@@ -53,8 +55,11 @@ def as_records(results: Sequence[GateResult]) -> list[dict]:
 
 
 def as_tags(gate: str, results: Sequence[GateResult]) -> dict[str, str]:
-    """MLflow tags, one per check: ``gate.<gate>.<check>`` -> "pass|fail: <reason>"."""
+    """MLflow tags, one per check: ``gate.<gate>.<check>`` -> "pass|fail: <reason>" (a check
+    named after a column, such as ``disparity_<column>``, under a key MLflow accepts)."""
     return {
-        f"gate.{gate}.{result.name}": f"{'pass' if result.passed else 'fail'}: {result.reason}"
+        mlflow_key(f"gate.{gate}.{result.name}"): (
+            f"{'pass' if result.passed else 'fail'}: {result.reason}"
+        )
         for result in results
     }

@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import subprocess
 from pathlib import Path
 
 from pipelines import paths
 from pipelines.config import Params
 from pipelines.io import file_md5, read_csv, read_json, read_yaml
+from pipelines.mlflow_keys import mlflow_key
 
 HASHED_DATA = {
     "raw": paths.RAW_SNAPSHOT,
@@ -162,35 +162,14 @@ def log_run_contents(params: Params) -> None:
 def metric_values(report: dict, flat: bool = True) -> dict[str, float]:
     """The numbers of a report, as MLflow metrics: nested keys dotted (or, with ``flat=False``,
     the top level only), each interval ``<metric>_ci: [low, high]`` as ``<metric>_ci_low`` and
-    ``<metric>_ci_high``, and every name one MLflow accepts (``mlflow_metric_name``)."""
+    ``<metric>_ci_high``, and every name one MLflow accepts (``mlflow_key``)."""
     values: dict[str, float] = {}
     for key, value in (flatten(report) if flat else report).items():
         if key.endswith("_ci") and isinstance(value, list) and len(value) == 2:
             values |= {f"{key}_low": value[0], f"{key}_high": value[1]}
         elif _is_number(value):
             values[key] = value
-    return {mlflow_metric_name(key): value for key, value in values.items()}
-
-
-# What MLflow allows in a metric name (letters, digits, _ - . : and spaces; slashes too, but a
-# name with one must read as a plain relative path, so they go as well), and its length limit.
-_NOT_IN_METRIC_NAME = re.compile(r"[^\w.\- :]")
-MAX_METRIC_NAME = 250
-
-
-def mlflow_metric_name(name: str) -> str:
-    """``name``, or where MLflow would refuse it, a valid name that still reads like it.
-
-    Report keys embed the data's column names (``validate.repaired.imputed:<column>``), and a
-    real dataset's columns hold any character: "Monthly Charges ($)" once failed the whole
-    register stage. Each character MLflow refuses becomes ``_`` and the name is cut to length;
-    a name changed either way ends with 8 hex digits of its original's SHA-256, so that two
-    columns that differ only there never share a metric."""
-    valid = _NOT_IN_METRIC_NAME.sub("_", name)
-    if valid == name and len(name) <= MAX_METRIC_NAME:
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    return f"{valid[: MAX_METRIC_NAME - len(digest) - 1]}_{digest}"
+    return {mlflow_key(key): value for key, value in values.items()}
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:

@@ -30,7 +30,8 @@ from pipelines import champion_reference, monitor_plots, paths, tracking
 from pipelines.champion_reference import Reference
 from pipelines.config import MonitorParams, load_params
 from pipelines.errors import PipelineError
-from pipelines.lineage import flatten, mlflow_metric_name
+from pipelines.lineage import flatten
+from pipelines.mlflow_keys import mlflow_key
 from pipelines.monitoring import SCORE_COLUMNS, assess, labels_from
 from pipelines.reports import headline, write_results
 from pipelines.stage import run_stage
@@ -138,7 +139,7 @@ def log_run(report: dict, reference: Reference) -> str:
     client = tracking.client()
     experiment = tracking.experiment_id(client, f"{reference.model_name}-monitoring")
     numbers = {
-        mlflow_metric_name(key): float(value)
+        mlflow_key(key): float(value)
         for key, value in flatten(report).items()
         if isinstance(value, int | float)
         and not isinstance(value, bool)
