@@ -2,7 +2,7 @@
 
 This one file is ALL the code a registered model ships (MLflow's models-from-code: loading the
 model runs this file; no ``code_paths``, nothing unpickled). So it imports only numpy, pandas,
-MLflow's ``PythonModel`` and, when loading, LiteRT or tf-keras; never the ``pipelines``
+MLflow (``PythonModel``, ``MlflowException``) and, when loading, LiteRT or tf-keras; never the ``pipelines``
 package. Its artifacts, each hashed at registration and verified before the pipeline loads
 them (``pipelines.artifacts``):
 
@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 
 import mlflow
@@ -37,8 +39,15 @@ KERAS_ZIP_MAGIC = b"PK\x03\x04"
 CHUNK_ROWS = 4096
 
 
-class ServingError(ValueError):
-    """Input rows or a model file the served model refuses; the message is one line."""
+class ServingError(MlflowException, ValueError):
+    """Input rows or a model file the served model refuses; the message is one line.
+
+    An ``MlflowException`` with ``INVALID_PARAMETER_VALUE``, so that the REST server answers
+    400 with this message (naming the column); any other exception from ``predict`` it
+    answers with a generic "unexpected error", the message only inside a stack trace."""
+
+    def __init__(self, message: str):
+        MlflowException.__init__(self, message, error_code=INVALID_PARAMETER_VALUE)
 
 
 def transform_rows(spec: dict, frame: pd.DataFrame) -> np.ndarray:

@@ -5,6 +5,7 @@ raw JSON rows with the batch scorer's own scores."""
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 
 import numpy as np
@@ -88,6 +89,19 @@ def test_rest_serving_answers_raw_rows_with_the_batch_scores(scored, tmp_path):
         )
         with urllib.request.urlopen(request, timeout=60) as answer:
             predictions = pd.DataFrame(json.loads(answer.read())["predictions"])
+        # A bad row is a 400 whose message names the column, not a generic server error.
+        bad = urllib.request.Request(
+            f"{url}/invocations",
+            data=json.dumps({"dataframe_records": [records[0] | {"amount": "abc"}]}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(bad, timeout=60)
+        assert refused.value.code == 400
+        assert (
+            "column 'amount': expected numbers, got ['abc']"
+            in json.loads(refused.value.read())["message"]
+        )
     batch = scores.head(25)
     np.testing.assert_allclose(predictions["probability"], batch["probability"], atol=1e-6)
     assert predictions["label"].tolist() == batch["label"].tolist()
