@@ -174,7 +174,7 @@ def _reject_duplicates(
     rows: _Rows, schema: Schema, cfg: ValidateParams, verdicts: _Verdicts
 ) -> None:
     ids = schema.features("id")
-    if repeats_are_defects(schema, cfg):
+    if _repeats_are_defects(schema, cfg):
         # Equal rows share their id, so only rows whose id is not unique can repeat one, and
         # every copy of a repeated row is among them: hashing just those rows, rather than 30
         # columns of a million, saves about 0.15 s when ids are unique, as they mostly are.
@@ -189,7 +189,7 @@ def _reject_duplicates(
         verdicts.reject(repeated & present, f"duplicate_id:{name}")
 
 
-def repeats_are_defects(schema: Schema, cfg: ValidateParams) -> bool:
+def _repeats_are_defects(schema: Schema, cfg: ValidateParams) -> bool:
     """Whether an exact repeat of a row is quarantined (``validate.duplicate_rows``).
 
     With an id column a row is a record, and its repeat one sent twice. Without one, equal rows

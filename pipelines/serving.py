@@ -2,9 +2,9 @@
 
 This one file is ALL the code a registered model ships (MLflow's models-from-code: loading the
 model runs this file; no ``code_paths``, nothing unpickled). So it imports only numpy, pandas,
-MLflow (``PythonModel``, ``MlflowException``) and, when loading, LiteRT or tf-keras; never the ``pipelines``
-package. Its artifacts, each hashed at registration and verified before the pipeline loads
-them (``pipelines.artifacts``):
+MLflow (``PythonModel``, ``MlflowException``) and, when loading, LiteRT or tf-keras; never the
+``pipelines`` package. Its artifacts, each hashed at registration and verified before the
+pipeline loads them (``pipelines.artifacts``):
 
 * ``transform``: the feature transform's JSON spec, written by train. ``transform_rows``
   applies it exactly as ``pipelines.features.FeatureTransform.transform`` does (that class
